@@ -1,0 +1,234 @@
+"""One typed settings object, read from the environment and an optional TOML file.
+
+Precedence, lowest first: embedded defaults, the settings file (`THERAPY_SETTINGS_FILE` or `--settings`),
+environment variables, command-line flags. Every field `name` reads the variable `THERAPY_<NAME>`, except
+`database_url` and `redis_url`, which read the conventional `DATABASE_URL` and `REDIS_URL`.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import ipaddress
+import json
+import os
+import secrets
+import tomllib
+import types
+import typing
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal, Mapping
+
+from core.errors import ConfigError
+
+Environment = Literal["development", "test", "production"]
+_ENVIRONMENTS = ("development", "test", "production")
+_UNPREFIXED = {"database_url": "DATABASE_URL", "redis_url": "REDIS_URL"}
+#: Secrets that must be given explicitly in production; in development they are generated once and kept in the data folder.
+PRODUCTION_SECRETS = ("secret_key", "encryption_keys", "metrics_token", "public_url")
+
+
+@dataclass(frozen=True)
+class Settings:
+    """Everything the server can be configured with. Build it with `load_settings`, never read os.environ elsewhere."""
+
+    env: Environment = "development"
+    host: str = "127.0.0.1"
+    port: int = 8080
+    data_dir: Path = Path("data")
+    public_url: str = ""
+    database_url: str = ""
+    redis_url: str = ""
+    redis_prefix: str = "therapy"
+    secret_key: str = ""
+    encryption_keys: str = ""
+    metrics_token: str = ""
+    allowed_origins: tuple[str, ...] = ()
+    trusted_proxies: tuple[str, ...] = ()
+    migrate_on_start: bool = True
+    log_level: str = "info"
+    log_json: bool | None = None
+
+    token_ttl_s: int = 7 * 24 * 3600
+    email_token_ttl_s: int = 48 * 3600
+    password_min_length: int = 10
+    signin_attempts_per_account: int = 5
+    signin_attempts_per_address: int = 20
+    signin_window_s: int = 900
+    max_json_bytes: int = 64 * 1024
+    max_picture_bytes: int = 5 * 1024 * 1024
+    picture_max_side: int = 1024
+
+    email_backend: Literal["log", "smtp"] = "log"
+    email_from: str = "no-reply@therapy.local"
+    smtp_host: str = "127.0.0.1"
+    smtp_port: int = 25
+    smtp_username: str = ""
+    smtp_password: str = ""
+    smtp_starttls: bool = False
+    outbox_poll_s: float = 2.0
+
+    socket_ping_interval_s: float = 5.0
+    socket_ping_timeout_s: float = 10.0
+    shutdown_timeout_s: float = 10.0
+
+    @property
+    def production(self) -> bool:
+        return self.env == "production"
+
+    @property
+    def effective_database_url(self) -> str:
+        return self.database_url or f"sqlite+aiosqlite:///{self.data_dir.resolve() / 'therapy.db'}"
+
+    @property
+    def effective_public_url(self) -> str:
+        return (self.public_url or f"http://{self.host}:{self.port}").rstrip("/")
+
+    @property
+    def effective_allowed_origins(self) -> tuple[str, ...]:
+        if self.allowed_origins:
+            return self.allowed_origins
+        return (self.effective_public_url, f"http://127.0.0.1:{self.port}", f"http://localhost:{self.port}")
+
+    def redacted(self) -> dict[str, Any]:
+        """The settings as a dict with secrets masked, safe to log."""
+        out: dict[str, Any] = {}
+        for f in dataclasses.fields(self):
+            value = getattr(self, f.name)
+            if f.name in ("secret_key", "encryption_keys", "metrics_token", "smtp_password") and value:
+                value = "***"
+            elif f.name in ("database_url", "redis_url") and value:
+                value = _mask_url_password(value)
+            out[f.name] = str(value) if isinstance(value, Path) else value
+        return out
+
+
+def _mask_url_password(url: str) -> str:
+    if "@" not in url or "://" not in url:
+        return url
+    scheme, rest = url.split("://", 1)
+    creds, host = rest.rsplit("@", 1)
+    user = creds.split(":", 1)[0]
+    return f"{scheme}://{user}:***@{host}" if ":" in creds else url
+
+
+def env_var_name(field_name: str) -> str:
+    """The environment variable that sets `field_name`."""
+    return _UNPREFIXED.get(field_name, f"THERAPY_{field_name.upper()}")
+
+
+def _convert(name: str, raw: Any, annotation: Any) -> Any:
+    hints = typing.get_args(annotation)
+    origin = typing.get_origin(annotation)
+    try:
+        if annotation is bool or (origin in (typing.Union, types.UnionType) and bool in hints):
+            if raw is None or raw == "":
+                return None if type(None) in hints else False
+            if isinstance(raw, bool):
+                return raw
+            lowered = str(raw).strip().lower()
+            if lowered in ("1", "true", "yes", "on"):
+                return True
+            if lowered in ("0", "false", "no", "off"):
+                return False
+            raise ValueError("expected true or false")
+        if annotation is int:
+            return int(raw)
+        if annotation is float:
+            return float(raw)
+        if annotation is Path:
+            return Path(str(raw))
+        if origin is tuple:
+            items = raw if isinstance(raw, (list, tuple)) else str(raw).split(",")
+            return tuple(str(item).strip() for item in items if str(item).strip())
+        if origin is Literal:
+            if raw not in hints:
+                raise ValueError(f"expected one of {', '.join(map(str, hints))}")
+            return raw
+        return str(raw)
+    except (TypeError, ValueError) as exc:
+        raise ConfigError(f"setting {name} ({env_var_name(name)}): {exc}") from None
+
+
+def load_settings(
+    environ: Mapping[str, str] | None = None,
+    *,
+    settings_file: str | Path | None = None,
+    overrides: Mapping[str, Any] | None = None,
+) -> Settings:
+    """Build and validate `Settings` from a file, the environment and explicit overrides (highest precedence)."""
+    environ = os.environ if environ is None else environ
+    type_hints = typing.get_type_hints(Settings)
+    values: dict[str, Any] = {}
+
+    path = settings_file or environ.get("THERAPY_SETTINGS_FILE")
+    if path:
+        try:
+            data = tomllib.loads(Path(path).read_text())
+        except FileNotFoundError:
+            raise ConfigError(f"settings file not found: {path}") from None
+        except tomllib.TOMLDecodeError as exc:
+            raise ConfigError(f"settings file {path} is not valid TOML: {exc}") from None
+        known = {f.name for f in dataclasses.fields(Settings)}
+        unknown = sorted(set(data) - known)
+        if unknown:
+            raise ConfigError(f"unknown settings in {path}: {', '.join(unknown)}")
+        values.update(data)
+
+    for f in dataclasses.fields(Settings):
+        var = env_var_name(f.name)
+        if var in environ:
+            values[f.name] = environ[var]
+    for key, value in (overrides or {}).items():
+        if value is not None:
+            values[key] = value
+
+    converted = {name: _convert(name, raw, type_hints[name]) for name, raw in values.items()}
+    settings = Settings(**converted)
+    _validate(settings)
+    return settings
+
+
+def _validate(s: Settings) -> None:
+    if s.env not in _ENVIRONMENTS:
+        raise ConfigError(f"THERAPY_ENV must be one of {', '.join(_ENVIRONMENTS)}")
+    if not 0 <= s.port <= 65535:
+        raise ConfigError("THERAPY_PORT must be between 0 and 65535")
+    if "*" in s.allowed_origins:
+        raise ConfigError("THERAPY_ALLOWED_ORIGINS must list origins explicitly; '*' is not allowed")
+    for proxy in s.trusted_proxies:
+        try:
+            ipaddress.ip_network(proxy, strict=False)
+        except ValueError:
+            raise ConfigError(f"THERAPY_TRUSTED_PROXIES: {proxy!r} is not an IP address or network") from None
+    if s.token_ttl_s < 3600:
+        raise ConfigError("THERAPY_TOKEN_TTL_S must be at least 3600 so a token never expires in the middle of a call")
+    if s.production:
+        missing = [env_var_name(name) for name in PRODUCTION_SECRETS if not getattr(s, name)]
+        if missing:
+            raise ConfigError("production mode needs these settings: " + ", ".join(missing))
+        if len(s.secret_key) < 32:
+            raise ConfigError("THERAPY_SECRET_KEY must be at least 32 characters in production")
+
+
+def with_generated_secrets(s: Settings) -> Settings:
+    """Outside production, fill missing secrets from `<data_dir>/secrets.json`, creating it once (mode 0600)."""
+    if s.production or (s.secret_key and s.encryption_keys):
+        return s
+    from core.crypto import Keyring
+
+    path = s.data_dir / "secrets.json"
+    stored: dict[str, str] = {}
+    if path.exists():
+        stored = json.loads(path.read_text())
+    if not stored.get("secret_key") or not stored.get("encryption_keys"):
+        stored = {"secret_key": secrets.token_urlsafe(48), "encryption_keys": Keyring.generate_spec("dev1")}
+        s.data_dir.mkdir(parents=True, exist_ok=True)
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        with os.fdopen(fd, "w") as fh:
+            json.dump(stored, fh)
+    return dataclasses.replace(
+        s,
+        secret_key=s.secret_key or stored["secret_key"],
+        encryption_keys=s.encryption_keys or stored["encryption_keys"],
+    )

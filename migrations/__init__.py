@@ -1,0 +1,17 @@
+"""Alembic migrations of the whole schema. `MODEL_MODULES` lists every module that defines tables."""
+
+from __future__ import annotations
+
+import importlib
+
+MODEL_MODULES = (
+    "core.audit",
+    "accounts.models",
+    "messaging.outbox",
+)
+
+
+def load_models() -> None:
+    """Import every model module so `core.db.Base.metadata` knows all tables."""
+    for name in MODEL_MODULES:
+        importlib.import_module(name)

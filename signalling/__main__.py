@@ -1,0 +1,3 @@
+from signalling.cli import main
+
+raise SystemExit(main())

@@ -1,0 +1,121 @@
+"""The aiohttp application factory: builds the services of one process and wires HTTP, Socket.IO and lifecycle."""
+
+from __future__ import annotations
+
+import contextlib
+from pathlib import Path
+from typing import AsyncIterator
+
+import redis.asyncio as aioredis
+from aiohttp import web
+
+from accounts.context import AccountsContext
+from core import migrate
+from core.bus import MemoryEventBus
+from core.bus.redis import RedisEventBus
+from core.clock import Clock, SystemClock
+from core.crypto import Keyring
+from core.db import Database
+from core.logging import get_logger
+from core.ratelimit import MemoryRateLimiter
+from core.ratelimit.redis import RedisRateLimiter
+from core.settings import Settings, with_generated_secrets
+from messaging.dispatcher import OutboxDispatcher
+from messaging.outbox import Channel
+from messaging.senders import LogSender, Sender, SmtpSender
+from signalling import events  # noqa: F401 - registers the Socket.IO events
+from signalling.http import SERVICES, core_middleware
+from signalling.metrics import Metrics
+from signalling.routes import ROUTES
+from signalling.services import Services
+from signalling.sockets import attach_socket_handlers, create_socket_server
+
+log = get_logger("app")
+STATIC_DIR = Path(__file__).resolve().parent.parent / "web" / "static"
+SECURITY_HEADERS = {
+    "Content-Security-Policy": "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data: blob:; "
+    "media-src 'self' blob:; connect-src 'self'; object-src 'none'; base-uri 'none'; frame-ancestors 'none'; "
+    "form-action 'self'",
+    "X-Content-Type-Options": "nosniff",
+    "Referrer-Policy": "no-referrer",
+    "X-Frame-Options": "DENY",
+    "Permissions-Policy": "camera=(self), microphone=(self), geolocation=()",
+}
+
+
+def default_senders(settings: Settings) -> dict[Channel, Sender]:
+    email: Sender = LogSender()
+    if settings.email_backend == "smtp":
+        email = SmtpSender(
+            settings.smtp_host, settings.smtp_port, settings.email_from, username=settings.smtp_username,
+            password=settings.smtp_password, starttls=settings.smtp_starttls,
+        )
+    return {Channel.email: email, Channel.sms: LogSender()}
+
+
+def build_services(settings: Settings, *, clock: Clock | None = None, senders: dict[Channel, Sender] | None = None) -> Services:
+    """Every long-lived object of one server process, chosen by settings (embedded or Redis/PostgreSQL)."""
+    settings = with_generated_secrets(settings)
+    clock = clock or SystemClock()
+    settings.data_dir.mkdir(parents=True, exist_ok=True)
+    db = Database(settings.effective_database_url)
+    keyring = Keyring.from_spec(settings.encryption_keys)
+    redis_client = aioredis.from_url(settings.redis_url) if settings.redis_url else None
+    if redis_client is not None:
+        limiter = RedisRateLimiter(redis_client, settings.redis_prefix)
+        bus = RedisEventBus(redis_client, settings.redis_prefix)
+    else:
+        limiter, bus = MemoryRateLimiter(clock), MemoryEventBus()
+    metrics = Metrics()
+    dispatcher = OutboxDispatcher(db, keyring, senders or default_senders(settings), clock, settings.outbox_poll_s)
+    accounts = AccountsContext(db=db, keyring=keyring, clock=clock, settings=settings, limiter=limiter,
+                               outbox_kick=dispatcher.kick)
+    return Services(
+        settings=settings, clock=clock, db=db, keyring=keyring, limiter=limiter, bus=bus, metrics=metrics,
+        dispatcher=dispatcher, accounts=accounts, sio=create_socket_server(settings), redis=redis_client,
+    )
+
+
+async def _security_headers(request: web.Request, response: web.StreamResponse) -> None:
+    for name, value in SECURITY_HEADERS.items():
+        response.headers.setdefault(name, value)
+
+
+async def _index(request: web.Request) -> web.FileResponse:
+    return web.FileResponse(STATIC_DIR / "index.html")
+
+
+def create_app(settings: Settings, *, clock: Clock | None = None, senders: dict[Channel, Sender] | None = None) -> web.Application:
+    """The whole server as an aiohttp application; run it with `web.run_app` or an `AppRunner`."""
+    svc = build_services(settings, clock=clock, senders=senders)
+    app = web.Application(middlewares=[core_middleware], client_max_size=svc.settings.max_picture_bytes + 65536)
+    app[SERVICES] = svc
+    for table in ROUTES:
+        app.add_routes(table)
+    app.router.add_get("/", _index)
+    if STATIC_DIR.is_dir():
+        app.router.add_static("/static", STATIC_DIR, follow_symlinks=False)
+    svc.sio.attach(app)
+    attach_socket_handlers(svc)
+    app.on_response_prepare.append(_security_headers)
+    app.cleanup_ctx.append(_lifecycle)
+    return app
+
+
+async def _lifecycle(app: web.Application) -> AsyncIterator[None]:
+    svc = app[SERVICES]
+    if svc.settings.migrate_on_start:
+        await migrate.upgrade(svc.db)
+    await svc.bus.start()
+    svc.dispatcher.start()
+    log.info("server.started", env=svc.settings.env, database=svc.db.dialect, redis=bool(svc.redis))
+    yield
+    log.info("server.stopping")
+    with contextlib.suppress(Exception):
+        await svc.sio.shutdown()
+    await svc.dispatcher.stop()
+    await svc.bus.stop()
+    await svc.db.dispose()
+    if svc.redis is not None:
+        await svc.redis.aclose()
+    log.info("server.stopped")

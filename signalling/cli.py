@@ -1,0 +1,122 @@
+"""The command line: `python -m signalling` serves; `migrate`, `downgrade` and `create-admin` manage the database."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import getpass
+import os
+import sys
+from typing import Sequence
+
+from core.errors import AppError, ConfigError
+from core.logging import configure_logging, get_logger
+from core.settings import Settings, load_settings, with_generated_secrets
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="python -m signalling", description=__doc__)
+    parser.add_argument("--settings", help="TOML settings file (default: $THERAPY_SETTINGS_FILE)")
+    parser.add_argument("--env", choices=["development", "test", "production"], help="override THERAPY_ENV")
+    parser.add_argument("--host", help="address to listen on (default 127.0.0.1)")
+    parser.add_argument("--port", type=int, help="port to listen on (default 8080; 0 picks a free one)")
+    parser.add_argument("--data-dir", help="data folder for the SQLite database and secrets (default ./data)")
+    sub = parser.add_subparsers(dest="command")
+    sub.add_parser("serve", help="run the server (the default)")
+    up = sub.add_parser("migrate", help="upgrade the database schema")
+    up.add_argument("--revision", default="head")
+    down = sub.add_parser("downgrade", help="downgrade the database schema to a revision ('base' for empty)")
+    down.add_argument("revision")
+    admin = sub.add_parser("create-admin", help="create an admin account (password read from $ADMIN_PASSWORD or a prompt)")
+    admin.add_argument("--email", required=True)
+    admin.add_argument("--name", default="Administrator")
+    return parser
+
+
+def _settings(args: argparse.Namespace) -> Settings:
+    overrides = {"env": args.env, "host": args.host, "port": args.port, "data_dir": args.data_dir}
+    return load_settings(settings_file=args.settings, overrides=overrides)
+
+
+def serve(settings: Settings) -> None:
+    import uvloop
+    from aiohttp import web
+
+    from signalling.app import create_app
+
+    log = get_logger("cli")
+    log.info("server.config", **{k: v for k, v in settings.redacted().items() if k in ("env", "host", "port", "data_dir")})
+    loop = uvloop.new_event_loop()
+    asyncio.set_event_loop(loop)
+    app = create_app(settings)
+
+    web.run_app(
+        app, host=settings.host, port=settings.port, loop=loop, access_log=None, print=lambda message: print(message, flush=True),
+        shutdown_timeout=settings.shutdown_timeout_s, handle_signals=True,
+    )
+
+
+async def _with_db(settings: Settings, action: str, revision: str) -> None:
+    from core import migrate
+    from core.db import Database
+
+    settings.data_dir.mkdir(parents=True, exist_ok=True)
+    db = Database(settings.effective_database_url)
+    try:
+        if action == "upgrade":
+            await migrate.upgrade(db, revision)
+        else:
+            await migrate.downgrade(db, revision)
+        print(f"schema at {await migrate.current_revision(db) or 'base'}")
+    finally:
+        await db.dispose()
+
+
+async def _create_admin(settings: Settings, email: str, name: str, password: str) -> None:
+    from accounts.context import AccountsContext
+    from accounts.registration import create_admin
+    from core import migrate
+    from core.clock import SystemClock
+    from core.crypto import Keyring
+    from core.db import Database
+    from core.ratelimit import MemoryRateLimiter
+
+    settings = with_generated_secrets(settings)
+    db = Database(settings.effective_database_url)
+    try:
+        if settings.migrate_on_start:
+            await migrate.upgrade(db)
+        ctx = AccountsContext(db=db, keyring=Keyring.from_spec(settings.encryption_keys), clock=SystemClock(),
+                              settings=settings, limiter=MemoryRateLimiter())
+        user = await create_admin(ctx, email, password, name)
+        print(f"admin account {user.id} created")
+    finally:
+        await db.dispose()
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    try:
+        settings = _settings(args)
+    except ConfigError as exc:
+        print(f"configuration error: {exc}", file=sys.stderr)
+        return 2
+    configure_logging(settings.log_level, settings.log_json)
+    command = args.command or "serve"
+    try:
+        if command == "serve":
+            serve(settings)
+        elif command == "migrate":
+            asyncio.run(_with_db(settings, "upgrade", args.revision))
+        elif command == "downgrade":
+            asyncio.run(_with_db(settings, "downgrade", args.revision))
+        elif command == "create-admin":
+            password = os.environ.get("ADMIN_PASSWORD") or getpass.getpass("Password for the new admin: ")
+            asyncio.run(_create_admin(settings, args.email, args.name, password))
+    except ConfigError as exc:
+        print(f"configuration error: {exc}", file=sys.stderr)
+        return 2
+    except AppError as exc:
+        print(f"error ({exc.code}): {exc.message}", file=sys.stderr)
+        return 1
+    return 0

@@ -1,0 +1,3 @@
+"""Socket.IO event handlers, one module per domain; importing this package registers them all in `EVENTS`."""
+
+from signalling.events import session  # noqa: F401

@@ -1,0 +1,9 @@
+"""HTTP routes, one module per area; `ROUTES` collects them for the app factory."""
+
+from __future__ import annotations
+
+from aiohttp import web
+
+from signalling.routes import auth, health
+
+ROUTES: list[web.RouteTableDef] = [health.routes, auth.routes]

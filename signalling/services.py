@@ -1,0 +1,33 @@
+"""The services one server process runs with, built once by the app factory and shared by every handler."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import socketio
+
+from accounts.context import AccountsContext
+from core.bus import EventBus
+from core.clock import Clock
+from core.crypto import Keyring
+from core.db import Database
+from core.ratelimit import RateLimiter
+from core.settings import Settings
+from messaging.dispatcher import OutboxDispatcher
+from signalling.metrics import Metrics
+
+
+@dataclass
+class Services:
+    settings: Settings
+    clock: Clock
+    db: Database
+    keyring: Keyring
+    limiter: RateLimiter
+    bus: EventBus
+    metrics: Metrics
+    dispatcher: OutboxDispatcher
+    accounts: AccountsContext
+    sio: socketio.AsyncServer
+    redis: Any | None = None

@@ -1,0 +1,1 @@
+"""The browser client (HTML, CSS, JavaScript modules) served by the server from `web/static/`."""
