@@ -18,7 +18,7 @@ SENSITIVE_KEYS = frozenset(
         "text", "note", "notes", "body", "reason", "transcript", "chat", "link", "sdp", "phone",
     }
 )
-QUIET_LOGGERS = ("socketio", "engineio", "socketio.server", "engineio.server", "aiohttp.access", "aioice", "aiortc", "alembic")
+QUIET_LOGGERS = ("socketio", "engineio", "socketio.server", "engineio.server", "aiohttp.access", "aioice", "aiortc", "alembic", "aiosqlite", "sqlalchemy", "asyncio", "urllib3", "stripe", "PIL")
 
 
 def redact_sensitive(_: Any, __: str, event_dict: MutableMapping[str, Any]) -> MutableMapping[str, Any]:

@@ -94,7 +94,7 @@ def attach_socket_handlers(svc: Services, registry: EventRegistry = EVENTS) -> N
             principal = await authenticate(svc.accounts, token)
         except AppError as err:
             svc.metrics.socket_events.labels("connect", err.code).inc()
-            raise socketio.exceptions.ConnectionRefusedError({"code": err.code, "message": err.message}) from None
+            raise socketio.exceptions.ConnectionRefusedError(err.message, {"code": err.code}) from None
         await sio.save_session(sid, {"principal": principal})
         await sio.enter_room(sid, user_room(principal.user_id))
         svc.metrics.socket_connections.inc()

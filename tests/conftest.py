@@ -13,6 +13,7 @@ import io
 import os
 import socket
 import uuid
+from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, AsyncIterator, Callable, Iterator
@@ -105,9 +106,9 @@ async def _pg_admin() -> Any:
         _unavailable("PostgreSQL", exc)
 
 
-@pytest.fixture
-async def postgres_url() -> AsyncIterator[str]:
-    """A brand-new, empty PostgreSQL database for this test, dropped afterwards."""
+@asynccontextmanager
+async def fresh_postgres_database() -> AsyncIterator[str]:
+    """A brand-new, empty PostgreSQL database (SQLAlchemy URL), dropped afterwards."""
     conn = await _pg_admin()
     name = f"t_{os.getpid()}_{uuid.uuid4().hex[:10]}"
     await conn.execute(f'CREATE DATABASE "{name}"')
@@ -120,6 +121,13 @@ async def postgres_url() -> AsyncIterator[str]:
 
 
 @pytest.fixture
+async def postgres_url() -> AsyncIterator[str]:
+    """An empty PostgreSQL database of this test's own."""
+    async with fresh_postgres_database() as url:
+        yield url
+
+
+@pytest.fixture
 def sqlite_url(tmp_path: Path) -> str:
     return f"sqlite+aiosqlite:///{tmp_path / 'test.db'}"
 
@@ -129,9 +137,9 @@ async def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncI
     """Runs the test once on SQLite and once on the real PostgreSQL server."""
     if request.param == "sqlite":
         yield f"sqlite+aiosqlite:///{tmp_path / 'test.db'}"
-    else:
-        pg = request.getfixturevalue("postgres_url")
-        yield pg
+        return
+    async with fresh_postgres_database() as url:
+        yield url
 
 
 # ---------------------------------------------------------------- redis
