@@ -64,5 +64,5 @@ def configure_logging(level: str = "info", json: bool | None = None, stream: Any
 
 
 def get_logger(name: str | None = None) -> Any:
-    """A structlog logger; `name` becomes the `logger` field."""
-    return structlog.get_logger(name) if name is None else structlog.get_logger().bind(logger=name)
+    """A structlog logger; `name` becomes the `component` field (resolved at each call, so tests can capture it)."""
+    return structlog.get_logger() if name is None else structlog.get_logger(component=name)
