@@ -68,6 +68,23 @@ class Settings:
     smtp_starttls: bool = False
     outbox_poll_s: float = 2.0
 
+    request_ttl_s: int = 600
+    offer_ttl_s: int = 120
+    sms_throttle_s: int = 600
+    requests_per_client: int = 5
+    requests_window_s: int = 600
+    pool_sweep_interval_s: float = 1.0
+    therapist_busy_ttl_s: int = 6 * 3600
+    terms_version: str = "2026-01"
+    crisis_resources: tuple[str, ...] = (
+        "In an emergency call 999 or go to A&E.",
+        "Samaritans: call 116 123 (free, any time).",
+        "Shout: text SHOUT to 85258.",
+        "NHS 111: choose the mental health option.",
+    )
+    socket_events_per_s: float = 20.0
+    socket_event_burst: int = 40
+
     socket_ping_interval_s: float = 5.0
     socket_ping_timeout_s: float = 10.0
     shutdown_timeout_s: float = 10.0
@@ -201,6 +218,8 @@ def _validate(s: Settings) -> None:
             ipaddress.ip_network(proxy, strict=False)
         except ValueError:
             raise ConfigError(f"THERAPY_TRUSTED_PROXIES: {proxy!r} is not an IP address or network") from None
+    if s.offer_ttl_s < 5 or s.request_ttl_s < s.offer_ttl_s:
+        raise ConfigError("THERAPY_OFFER_TTL_S must be at least 5 and at most THERAPY_REQUEST_TTL_S")
     if s.token_ttl_s < 3600:
         raise ConfigError("THERAPY_TOKEN_TTL_S must be at least 3600 so a token never expires in the middle of a call")
     if s.production:

@@ -8,6 +8,8 @@ MODEL_MODULES = (
     "core.audit",
     "accounts.models",
     "messaging.outbox",
+    "calls.models",
+    "pool.models",
 )
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 from pathlib import Path
 from typing import AsyncIterator
@@ -24,7 +25,16 @@ from messaging.dispatcher import OutboxDispatcher
 from messaging.outbox import Channel
 from messaging.senders import LogSender, Sender, SmtpSender
 from signalling import events  # noqa: F401 - registers the Socket.IO events
+from pool.claims import MemoryClaimStore
+from pool.claims.redis import RedisClaimStore
+from pool.context import PoolContext
+from pool.notifier import OutboxSmsNotifier
+from pool.presence import MemoryPresence
+from pool.presence.redis import RedisPresence
+from pool.sweeper import Sweeper
+from signalling.events.pool import subscribe_bus
 from signalling.http import SERVICES, core_middleware
+from signalling.pool_rooms import SocketPoolBroadcast
 from signalling.metrics import Metrics
 from signalling.routes import ROUTES
 from signalling.services import Services
@@ -64,15 +74,24 @@ def build_services(settings: Settings, *, clock: Clock | None = None, senders: d
     if redis_client is not None:
         limiter = RedisRateLimiter(redis_client, settings.redis_prefix)
         bus = RedisEventBus(redis_client, settings.redis_prefix)
+        claims = RedisClaimStore(redis_client, settings.redis_prefix)
+        presence = RedisPresence(redis_client, settings.redis_prefix)
     else:
         limiter, bus = MemoryRateLimiter(clock), MemoryEventBus()
+        claims, presence = MemoryClaimStore(clock), MemoryPresence()
     metrics = Metrics()
     dispatcher = OutboxDispatcher(db, keyring, senders or default_senders(settings), clock, settings.outbox_poll_s)
     accounts = AccountsContext(db=db, keyring=keyring, clock=clock, settings=settings, limiter=limiter,
                                outbox_kick=dispatcher.kick)
+    sio = create_socket_server(settings)
+    notifier = OutboxSmsNotifier(db, keyring, clock, limiter, throttle_s=settings.sms_throttle_s,
+                                 dashboard_url=settings.effective_public_url + "/", kick=dispatcher.kick)
+    pool = PoolContext(db=db, keyring=keyring, clock=clock, settings=settings, limiter=limiter, claims=claims,
+                       presence=presence, broadcast=SocketPoolBroadcast(sio, presence), notifier=notifier)
     return Services(
         settings=settings, clock=clock, db=db, keyring=keyring, limiter=limiter, bus=bus, metrics=metrics,
-        dispatcher=dispatcher, accounts=accounts, sio=create_socket_server(settings), redis=redis_client,
+        dispatcher=dispatcher, accounts=accounts, sio=sio, pool=pool, sweeper=Sweeper(pool, settings.pool_sweep_interval_s),
+        redis=redis_client,
     )
 
 
@@ -97,6 +116,7 @@ def create_app(settings: Settings, *, clock: Clock | None = None, senders: dict[
         app.router.add_static("/static", STATIC_DIR, follow_symlinks=False)
     svc.sio.attach(app)
     attach_socket_handlers(svc)
+    subscribe_bus(svc)
     app.on_response_prepare.append(_security_headers)
     app.cleanup_ctx.append(_lifecycle)
     return app
@@ -108,9 +128,13 @@ async def _lifecycle(app: web.Application) -> AsyncIterator[None]:
         await migrate.upgrade(svc.db)
     await svc.bus.start()
     svc.dispatcher.start()
+    svc.sweeper.start()
+    presence_task = asyncio.create_task(_refresh_presence(svc), name="presence-refresh")
     log.info("server.started", env=svc.settings.env, database=svc.db.dialect, redis=bool(svc.redis))
     yield
     log.info("server.stopping")
+    presence_task.cancel()
+    await svc.sweeper.stop()
     with contextlib.suppress(Exception):
         await svc.sio.shutdown()
     await svc.dispatcher.stop()
@@ -119,3 +143,10 @@ async def _lifecycle(app: web.Application) -> AsyncIterator[None]:
     if svc.redis is not None:
         await svc.redis.aclose()
     log.info("server.stopped")
+
+
+async def _refresh_presence(svc: Services) -> None:
+    while True:
+        await asyncio.sleep(10)
+        with contextlib.suppress(Exception):
+            await svc.pool.presence.refresh()

@@ -15,6 +15,8 @@ from core.db import Database
 from core.ratelimit import RateLimiter
 from core.settings import Settings
 from messaging.dispatcher import OutboxDispatcher
+from pool.context import PoolContext
+from pool.sweeper import Sweeper
 from signalling.metrics import Metrics
 
 
@@ -30,4 +32,6 @@ class Services:
     dispatcher: OutboxDispatcher
     accounts: AccountsContext
     sio: socketio.AsyncServer
+    pool: PoolContext
+    sweeper: Sweeper
     redis: Any | None = None

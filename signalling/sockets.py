@@ -14,7 +14,7 @@ import socketio
 
 from accounts.principal import Principal
 from accounts.signin import authenticate
-from core.errors import AppError, Invalid
+from core.errors import AppError, Invalid, RateLimited
 from core.logging import get_logger
 from core.settings import Settings
 from signalling.access import Access, check
@@ -23,6 +23,7 @@ from signalling.services import Services
 log = get_logger("sockets")
 MAX_MESSAGE_BYTES = 256 * 1024
 EventHandler = Callable[[Services, Principal, str, dict[str, Any]], Awaitable[dict[str, Any] | None]]
+ConnectionHook = Callable[[Services, Principal, str], Awaitable[None]]
 
 
 def user_room(user_id: int) -> str:
@@ -41,6 +42,17 @@ class EventRegistry:
 
     def __init__(self) -> None:
         self.events: dict[str, RegisteredEvent] = {}
+        self.connect_hooks: list[ConnectionHook] = []
+        self.disconnect_hooks: list[ConnectionHook] = []
+
+    def on_connect(self, hook: ConnectionHook) -> ConnectionHook:
+        """Run after a connection is authenticated (e.g. join rooms, push a snapshot)."""
+        self.connect_hooks.append(hook)
+        return hook
+
+    def on_disconnect(self, hook: ConnectionHook) -> ConnectionHook:
+        self.disconnect_hooks.append(hook)
+        return hook
 
     def on(self, name: str, access: Access) -> Callable[[EventHandler], EventHandler]:
         def decorate(handler: EventHandler) -> EventHandler:
@@ -53,6 +65,27 @@ class EventRegistry:
 
 
 EVENTS = EventRegistry()
+
+
+class Throttle:
+    """A token bucket per connection, so one flooding connection is refused without slowing the others."""
+
+    def __init__(self, rate_per_s: float, burst: int) -> None:
+        self.rate, self.burst = rate_per_s, burst
+        self._buckets: dict[str, tuple[float, float]] = {}
+
+    def allow(self, sid: str) -> bool:
+        now = time.monotonic()
+        tokens, last = self._buckets.get(sid, (float(self.burst), now))
+        tokens = min(float(self.burst), tokens + (now - last) * self.rate)
+        if tokens < 1.0:
+            self._buckets[sid] = (tokens, now)
+            return False
+        self._buckets[sid] = (tokens - 1.0, now)
+        return True
+
+    def forget(self, sid: str) -> None:
+        self._buckets.pop(sid, None)
 
 
 def create_socket_server(settings: Settings) -> socketio.AsyncServer:
@@ -86,6 +119,7 @@ async def principal_of(sio: socketio.AsyncServer, sid: str) -> Principal | None:
 def attach_socket_handlers(svc: Services, registry: EventRegistry = EVENTS) -> None:
     """Wire connect/disconnect, every registered event and the unknown-event catch-all to `svc.sio`."""
     sio = svc.sio
+    throttle = Throttle(svc.settings.socket_events_per_s, svc.settings.socket_event_burst)
 
     @sio.event
     async def connect(sid: str, environ: dict[str, Any], auth: Any = None) -> None:
@@ -98,13 +132,21 @@ def attach_socket_handlers(svc: Services, registry: EventRegistry = EVENTS) -> N
         await sio.save_session(sid, {"principal": principal})
         await sio.enter_room(sid, user_room(principal.user_id))
         svc.metrics.socket_connections.inc()
+        for hook in registry.connect_hooks:
+            await hook(svc, principal, sid)
         log.info("socket.connected", user_id=principal.user_id, role=principal.role.value)
 
     @sio.event
     async def disconnect(sid: str, reason: Any = None) -> None:
+        throttle.forget(sid)
         principal = await principal_of(sio, sid)
         if principal is not None:
             svc.metrics.socket_connections.dec()
+            for hook in registry.disconnect_hooks:
+                try:
+                    await hook(svc, principal, sid)
+                except Exception:  # noqa: BLE001 - every hook runs even if one fails
+                    log.exception("socket.disconnect_hook_failed")
             log.info("socket.disconnected", user_id=principal.user_id, reason=str(reason))
 
     def make_handler(event: RegisteredEvent) -> Callable[..., Awaitable[dict[str, Any]]]:
@@ -115,6 +157,8 @@ def attach_socket_handlers(svc: Services, registry: EventRegistry = EVENTS) -> N
                 principal = await principal_of(sio, sid)
                 if principal is None:
                     raise AppError("sign in first", code="unauthorized")
+                if not throttle.allow(sid):
+                    raise RateLimited("too many messages; slow down", retry_after=1.0)
                 check(event.access, principal)
                 if data is None:
                     data = {}
@@ -141,6 +185,8 @@ def attach_socket_handlers(svc: Services, registry: EventRegistry = EVENTS) -> N
 
     @sio.on("*")
     async def unknown(event: str, sid: str, *args: Any) -> dict[str, Any]:
+        if not throttle.allow(sid):
+            return error_ack(RateLimited("too many messages; slow down", retry_after=1.0))
         svc.metrics.socket_events.labels("unknown", "unknown_event").inc()
         return {"ok": False, "error": {"code": "unknown_event", "message": "there is no such event"}}
 

@@ -9,6 +9,7 @@ skipped (with the reason) elsewhere; `scripts/test` starts them, so a normal run
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import io
 import os
 import socket
@@ -326,3 +327,67 @@ async def wait_for(predicate: Callable[[], Any], timeout: float = 5.0, interval:
         if asyncio.get_running_loop().time() > deadline:
             raise AssertionError("condition not met in time")
         await asyncio.sleep(interval)
+
+
+# ---------------------------------------------------------------- Socket.IO clients
+
+
+class Sock:
+    """A python-socketio client that records every event it receives, for assertions."""
+
+    def __init__(self, url: str, token: str, name: str = "") -> None:
+        import socketio
+
+        self.url, self.token, self.name = url, token, name
+        self.sio = socketio.AsyncClient(reconnection=False)
+        self.events: list[tuple[str, Any]] = []
+        self._changed = asyncio.Event()
+
+        @self.sio.on("*")
+        async def any_event(event: str, data: Any = None) -> None:
+            self.events.append((event, data))
+            self._changed.set()
+
+    async def connect(self) -> "Sock":
+        await self.sio.connect(self.url, auth={"token": self.token}, transports=["websocket"], wait_timeout=10)
+        return self
+
+    async def call(self, event: str, data: Any = None, timeout: float = 10) -> Any:
+        return await self.sio.call(event, data if data is not None else {}, timeout=timeout)
+
+    def received(self, event: str) -> list[Any]:
+        return [data for name, data in self.events if name == event]
+
+    async def next(self, event: str, predicate: Callable[[Any], bool] = lambda _: True, timeout: float = 5) -> Any:
+        """The first `event` (already received or arriving within `timeout`) whose data satisfies `predicate`."""
+        deadline = asyncio.get_running_loop().time() + timeout
+        while True:
+            for data in self.received(event):
+                if predicate(data):
+                    return data
+            remaining = deadline - asyncio.get_running_loop().time()
+            if remaining <= 0:
+                raise AssertionError(f"{self.name or 'socket'} did not receive {event} in time; got {[e for e, _ in self.events]}")
+            self._changed.clear()
+            with contextlib.suppress(asyncio.TimeoutError):
+                await asyncio.wait_for(self._changed.wait(), remaining)
+
+    async def close(self) -> None:
+        await self.sio.disconnect()
+
+
+@pytest.fixture
+async def sockets() -> AsyncIterator[Callable[..., Any]]:
+    """`await sockets(server_or_url, user)` opens a connected `Sock`; all are closed at the end of the test."""
+    opened: list[Sock] = []
+
+    async def open_socket(target: Any, user: User, name: str = "") -> Sock:
+        url = target if isinstance(target, str) else target.url
+        sock = Sock(url, user.token, name)
+        opened.append(sock)
+        return await sock.connect()
+
+    yield open_socket
+    for sock in opened:
+        with contextlib.suppress(Exception):
+            await sock.close()

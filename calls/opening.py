@@ -1,0 +1,51 @@
+"""Opening a call: the same for quick connect, bookings and test calls."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from calls.models import Call, CallKind, CallStatus, Consent
+
+
+def open_call(
+    session: AsyncSession,
+    *,
+    now: datetime,
+    kind: CallKind,
+    therapist_id: int,
+    client_id: int,
+    terms_version: str,
+    recording_consent: bool,
+    request_id: int | None = None,
+) -> Call:
+    """Add an open call and the client's consent record to the session's transaction."""
+    call = Call(
+        kind=kind, status=CallStatus.open, therapist_id=therapist_id, client_id=client_id, request_id=request_id,
+        recording_consent=recording_consent, terms_version=terms_version, created_at=now,
+    )
+    session.add(call)
+    return call
+
+
+def record_consent(session: AsyncSession, call: Call, *, now: datetime) -> Consent:
+    consent = Consent(
+        client_id=call.client_id, call_id=call.id, terms_version=call.terms_version, terms_accepted_at=now,
+        recording_consent=call.recording_consent, at=now,
+    )
+    session.add(consent)
+    return consent
+
+
+def call_summary(call: Call) -> dict[str, Any]:
+    return {
+        "id": call.id,
+        "kind": call.kind.value,
+        "status": call.status.value,
+        "therapist_id": call.therapist_id,
+        "client_id": call.client_id,
+        "recording_consent": call.recording_consent,
+        "created_at": call.created_at.isoformat(),
+    }

@@ -1,0 +1,226 @@
+"""The whole life of a quick-connect request, through real Socket.IO connections to the embedded server."""
+
+from __future__ import annotations
+
+import asyncio
+
+from sqlalchemy import select, text
+
+from accounts.models import ClientProfile, TherapistProfile
+from conftest import RunningServer, Users, wait_for
+from core.clock import FrozenClock
+from messaging.outbox import messages_for
+from pool.sweeper import sweep
+
+
+def terms(server: RunningServer) -> dict:
+    return {"accept_terms": True, "terms_version": server.services.settings.terms_version, "recording_consent": True}
+
+
+async def test_request_offer_decline_reoffer_accept_opens_a_call(server: RunningServer, users: Users, sockets) -> None:
+    client_user = await users.client(display_name="Casey")
+    t1_user, t2_user = await users.therapist(display_name="Dr One"), await users.therapist(display_name="Dr Two")
+    t1, t2 = await sockets(server, t1_user, "t1"), await sockets(server, t2_user, "t2")
+    for sock in (t1, t2):
+        assert (await sock.call("pool.set_availability", {"available": True}))["ok"]
+    client = await sockets(server, client_user, "client")
+
+    ack = await client.call("pool.request", {"reason": "Panic attacks at night", "notes": "Please be gentle"})
+    assert ack["ok"], ack
+    request = ack["request"]
+    assert request["status"] == "open" and request["therapists_online"] == 2
+    for sock in (t1, t2):
+        card = (await sock.next("pool.request_added"))["request"]
+        assert card["id"] == request["id"]
+        assert card["reason"] == "Panic attacks at night" and card["notes"] == "Please be gentle"
+        assert card["client"]["display_name"] == "Casey" and card["minor"] is False
+
+    won = await t1.call("pool.accept", {"request_id": request["id"]})
+    assert won["ok"] and won["offer"]["request"]["id"] == request["id"]
+    lost = await t2.call("pool.accept", {"request_id": request["id"]})
+    assert lost["error"]["code"] == "taken"
+    for sock in (t1, t2):
+        await sock.next("pool.request_removed", lambda d: d["request_id"] == request["id"])
+    offer = (await client.next("pool.request_updated", lambda d: d["request"]["status"] == "offered"))["request"]["offer"]
+    assert offer["therapist"]["display_name"] == "Dr One" and offer["therapist"]["bio"]
+
+    declined = await client.call("pool.respond", {"request_id": request["id"], "accept": False})
+    assert declined["ok"] and declined["request"]["status"] == "open"
+    assert (await t1.next("pool.offer_updated"))["outcome"] == "declined"
+    await t2.next("pool.request_added", lambda d: len([1 for e, _ in t2.events if e == "pool.request_added"]) == 2)
+    assert len(t1.received("pool.request_added")) == 1, "the declined therapist is not shown it again"
+    again = await t1.call("pool.accept", {"request_id": request["id"]})
+    assert again["error"]["code"] == "declined"
+
+    assert (await t2.call("pool.accept", {"request_id": request["id"]}))["ok"]
+    await client.next("pool.request_updated", lambda d: d["request"]["status"] == "offered"
+                      and d["request"]["offer"]["therapist"]["display_name"] == "Dr Two")
+    accepted = await client.call("pool.respond", {"request_id": request["id"], "accept": True, **terms(server)})
+    assert accepted["ok"], accepted
+    call = accepted["call"]
+    assert call["therapist_id"] == t2_user.id and call["client_id"] == client_user.id and call["recording_consent"] is True
+    assert (await t2.next("call.ready"))["call"]["id"] == call["id"]
+    assert (await client.next("call.ready"))["call"]["id"] == call["id"]
+    assert (await t2.next("pool.offer_updated", lambda d: d["outcome"] == "accepted"))["call"]["id"] == call["id"]
+
+    busy = await t2.call("pool.snapshot")
+    assert busy["busy"] == "call"
+
+
+async def test_accept_needs_the_current_terms(server: RunningServer, users: Users, sockets) -> None:
+    therapist = await sockets(server, await users.therapist())
+    await therapist.call("pool.set_availability", {"available": True})
+    client = await sockets(server, await users.client())
+    request = (await client.call("pool.request", {"reason": "Low mood"}))["request"]
+    assert (await therapist.call("pool.accept", {"request_id": request["id"]}))["ok"]
+    base = {"request_id": request["id"], "accept": True, "recording_consent": False}
+    assert (await client.call("pool.respond", {**base, "terms_version": "2026-01"}))["error"]["code"] == "terms_required"
+    assert (await client.call("pool.respond", {**base, "accept_terms": True, "terms_version": "1999"}))["error"]["code"] == "terms_outdated"
+    ok = await client.call("pool.respond", {**base, "accept_terms": True, "terms_version": server.services.settings.terms_version})
+    assert ok["ok"] and ok["call"]["recording_consent"] is False
+
+
+async def test_request_expires_and_client_sees_crisis_resources(server: RunningServer, users: Users, sockets, clock: FrozenClock) -> None:
+    client = await sockets(server, await users.client())
+    ack = await client.call("pool.request", {"reason": "Can't cope"})
+    assert ack["request"]["therapists_online"] == 0
+    assert ack["request"]["crisis_resources"], "nobody is online: show where else to get help"
+    clock.advance(server.services.settings.request_ttl_s + 1)
+    assert (await sweep(server.services.pool))["expired"] == 1
+    update = (await client.next("pool.request_updated", lambda d: d["request"]["status"] == "expired"))["request"]
+    assert any("999" in line for line in update["crisis_resources"])
+    again = await client.call("pool.request", {"reason": "Still struggling"})
+    assert again["ok"], "the client may retry"
+
+
+async def test_client_withdraws_and_dashboards_drop_it(server: RunningServer, users: Users, sockets) -> None:
+    therapist = await sockets(server, await users.therapist())
+    await therapist.call("pool.set_availability", {"available": True})
+    client = await sockets(server, await users.client())
+    request = (await client.call("pool.request", {"reason": "Anxious"}))["request"]
+    assert (await client.call("pool.cancel", {"request_id": request["id"]}))["request"]["status"] == "cancelled"
+    removed = await therapist.next("pool.request_removed")
+    assert removed == {"request_id": request["id"], "reason": "cancelled"}
+    assert (await therapist.call("pool.accept", {"request_id": request["id"]}))["error"]["code"] == "not_found"
+
+
+async def test_unanswered_offer_returns_to_the_pool(server: RunningServer, users: Users, sockets, clock: FrozenClock) -> None:
+    therapist = await sockets(server, await users.therapist())
+    await therapist.call("pool.set_availability", {"available": True})
+    client = await sockets(server, await users.client())
+    request = (await client.call("pool.request", {"reason": "Grief"}))["request"]
+    assert (await therapist.call("pool.accept", {"request_id": request["id"]}))["ok"]
+    clock.advance(server.services.settings.offer_ttl_s + 1)
+    assert (await sweep(server.services.pool))["timed_out"] == 1
+    assert (await therapist.next("pool.offer_updated"))["outcome"] == "timed_out"
+    await client.next("pool.request_updated", lambda d: d["request"]["status"] == "open")
+    assert (await therapist.call("pool.accept", {"request_id": request["id"]}))["ok"], "it can be taken again"
+
+
+async def test_therapist_who_disconnects_loses_the_offer(server: RunningServer, users: Users, sockets) -> None:
+    t_user = await users.therapist()
+    therapist = await sockets(server, t_user)
+    await therapist.call("pool.set_availability", {"available": True})
+    other = await sockets(server, await users.therapist())
+    await other.call("pool.set_availability", {"available": True})
+    client = await sockets(server, await users.client())
+    request = (await client.call("pool.request", {"reason": "Stress"}))["request"]
+    assert (await therapist.call("pool.accept", {"request_id": request["id"]}))["ok"]
+    await therapist.close()
+    await client.next("pool.request_updated", lambda d: d["request"]["status"] == "open")
+    await other.next("pool.request_added", lambda d: len(other.received("pool.request_added")) == 2)
+    assert (await other.call("pool.accept", {"request_id": request["id"]}))["ok"]
+
+
+async def test_reconnect_snapshots(server: RunningServer, users: Users, sockets) -> None:
+    t_user, c_user = await users.therapist(), await users.client()
+    therapist = await sockets(server, t_user)
+    await therapist.call("pool.set_availability", {"available": True})
+    client = await sockets(server, c_user)
+    request = (await client.call("pool.request", {"reason": "Insomnia"}))["request"]
+    other_client = await sockets(server, await users.client())
+    second = (await other_client.call("pool.request", {"reason": "Worry"}))["request"]
+    assert (await therapist.call("pool.accept", {"request_id": request["id"]}))["ok"]
+
+    tab = await sockets(server, t_user)
+    snap = await tab.next("pool.snapshot")
+    assert [r["id"] for r in snap["requests"]] == [second["id"]]
+    assert [o["request"]["id"] for o in snap["offers"]] == [request["id"]]
+    assert snap["busy"] == "offer" and snap["available"] is True
+
+    client_tab = await sockets(server, c_user)
+    pushed = await client_tab.next("pool.request_updated")
+    assert pushed["request"]["status"] == "offered" and pushed["request"]["offer"]["therapist"]["id"] == t_user.id
+    assert (await client_tab.call("pool.state"))["request"]["id"] == request["id"]
+
+
+async def test_one_open_request_per_client_and_flood_limit(server: RunningServer, users: Users, sockets) -> None:
+    client = await sockets(server, await users.client())
+    first = await client.call("pool.request", {"reason": "Help"})
+    assert (await client.call("pool.request", {"reason": "Help again"}))["error"]["code"] == "already_open"
+    await client.call("pool.cancel", {"request_id": first["request"]["id"]})
+    codes = []
+    for n in range(server.services.settings.requests_per_client + 2):
+        ack = await client.call("pool.request", {"reason": f"try {n}"})
+        codes.append(ack["ok"] or ack["error"]["code"])
+        if ack["ok"]:
+            await client.call("pool.cancel", {"request_id": ack["request"]["id"]})
+    assert "rate_limited" in codes
+
+
+async def test_minor_needs_guardian_consent_and_is_marked(server: RunningServer, users: Users, sockets) -> None:
+    today = server.services.clock.now().date()
+    teen_user = await users.client(date_of_birth=today.replace(year=today.year - 16).isoformat())
+    teen = await sockets(server, teen_user)
+    refused = await teen.call("pool.request", {"reason": "School"})
+    assert refused["error"]["code"] == "guardian_consent_required"
+    async with server.services.db.transaction() as session:
+        profile = await session.get(ClientProfile, teen_user.id)
+        profile.guardian_consent_at, profile.guardian_consent_method = server.services.clock.now(), "admin"
+    therapist = await sockets(server, await users.therapist())
+    await therapist.call("pool.set_availability", {"available": True})
+    assert (await teen.call("pool.request", {"reason": "School"}))["ok"]
+    card = (await therapist.next("pool.request_added"))["request"]
+    assert card["minor"] is True and card["client"]["minor"] is True
+
+
+async def test_expertise_preferences_reach_matching_therapists_only(server: RunningServer, users: Users, sockets) -> None:
+    grief = await sockets(server, await users.therapist(expertise=["Grief"]))
+    anxiety = await sockets(server, await users.therapist(expertise=["Anxiety"]))
+    for sock in (grief, anxiety):
+        await sock.call("pool.set_availability", {"available": True})
+    client = await sockets(server, await users.client())
+    request = (await client.call("pool.request", {"reason": "Loss", "expertise": ["grief"]}))["request"]
+    await grief.next("pool.request_added")
+    assert (await anxiety.call("pool.accept", {"request_id": request["id"]}))["error"]["code"] == "not_found"
+    assert anxiety.received("pool.request_added") == []
+
+
+async def test_sms_alert_has_no_client_details_and_is_throttled(server: RunningServer, users: Users, sockets, canary) -> None:
+    for phone in ("+447700900123", "+447700900456"):
+        await sockets(server, await users.therapist(phone=phone))
+    async with server.services.db.transaction() as session:
+        for profile in (await session.scalars(select(TherapistProfile))).all():
+            profile.available = True
+    client = await sockets(server, await users.client(display_name=canary.text("name-")))
+    first = (await client.call("pool.request", {"reason": canary.text("reason-"), "notes": canary.text()}))["request"]
+
+    async def texts(phone: str) -> list:
+        async with server.services.db.session() as session:
+            return await messages_for(session, server.services.keyring, phone, "someone_waiting")
+
+    await wait_for(lambda: texts("+447700900456"))
+    [sms] = await texts("+447700900456")
+    assert "waiting" in sms.body and canary.marker not in sms.body
+    await client.call("pool.cancel", {"request_id": first["id"]})
+    await client.call("pool.request", {"reason": "again"})
+    await asyncio.sleep(0.3)
+    assert len(await texts("+447700900456")) == 1, "one text per therapist per throttle window"
+
+
+async def test_request_text_is_encrypted_at_rest_and_never_logged(server: RunningServer, users: Users, sockets, canary) -> None:
+    client = await sockets(server, await users.client())
+    await client.call("pool.request", {"reason": canary.text("r-"), "notes": canary.text("n-")})
+    async with server.services.db.session() as session:
+        row = (await session.execute(text("SELECT reason_enc, notes_enc FROM pool_requests"))).one()
+    assert canary.marker not in row.reason_enc and canary.marker not in row.notes_enc
