@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import date
 from typing import Any, Mapping
 
-from sqlalchemy import func, select
+from sqlalchemy import func, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -70,15 +70,19 @@ async def register_client(ctx: AccountsContext, data: Mapping[str, Any]) -> tupl
     password_hash = await hash_password(password)
     async with ctx.db.session() as session:
         await _email_free(session, email)
-        referral: ReferralCode | None = None
+        therapist_id: int | None = None
         if code:
-            referral = await session.get(ReferralCode, code, with_for_update=True)
-            if referral is None or referral.revoked_at is not None:
+            therapist_id = await session.scalar(
+                update(ReferralCode)
+                .where(ReferralCode.code == code, ReferralCode.revoked_at.is_(None))
+                .values(uses=ReferralCode.uses + 1)
+                .returning(ReferralCode.therapist_id)
+            )
+            if therapist_id is None:
                 raise Invalid("referral_code: unknown or withdrawn code", code="bad_referral_code",
                               details={"field": "referral_code"})
-            referral.uses += 1
         user = _new_user(ctx, email, password_hash, Role.client, display_name)
-        user.client = ClientProfile(date_of_birth=born, allocated_therapist_id=referral.therapist_id if referral else None)
+        user.client = ClientProfile(date_of_birth=born, allocated_therapist_id=therapist_id)
         session.add(user)
         token = await _commit_new_user(ctx, session, user)
     return user, token

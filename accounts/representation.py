@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from accounts.models import ClientProfile, TherapistProfile, User
+from accounts.models import ClientProfile, ReferralCode, TherapistProfile, User
 from accounts.policy import is_minor
 
 
@@ -63,10 +63,55 @@ def me(user: User, now: datetime) -> dict[str, Any]:
         out["client"] = {
             "date_of_birth": c.date_of_birth.isoformat(),
             "minor": is_minor(c, now),
-            "guardian_consent": None
-            if c.guardian_consent_at is None
-            else {"at": c.guardian_consent_at.isoformat(), "method": c.guardian_consent_method, "name": c.guardian_name},
+            "guardian_consent": guardian_consent(c),
             "guardian_consent_requested": c.guardian_email is not None,
             "allocated_therapist_id": c.allocated_therapist_id,
         }
     return out
+
+
+def _iso(value: datetime | None) -> str | None:
+    return value.isoformat() if value is not None else None
+
+
+def guardian_consent(profile: ClientProfile) -> dict[str, Any] | None:
+    """The recorded consent of a minor's guardian, or None."""
+    if profile.guardian_consent_at is None:
+        return None
+    return {"at": profile.guardian_consent_at.isoformat(), "method": profile.guardian_consent_method,
+            "name": profile.guardian_name}
+
+
+def client_consent(profile: ClientProfile, user: User, now: datetime) -> dict[str, Any]:
+    """What an admin sees after recording a guardian's consent."""
+    return {"id": user.id, "display_name": user.display_name, "minor": is_minor(profile, now),
+            "guardian_consent": guardian_consent(profile)}
+
+
+def application(profile: TherapistProfile, user: User) -> dict[str, Any]:
+    """A therapist application as admins review it."""
+    return {
+        "id": user.id,
+        "display_name": user.display_name,
+        "email": user.email,
+        "qualifications": profile.qualifications,
+        "registration_body": profile.registration_body,
+        "registration_number": profile.registration_number,
+        "insurance_provider": profile.insurance_provider,
+        "insurance_expiry": profile.insurance_expiry.isoformat(),
+        "applied_at": profile.applied_at.isoformat(),
+        "status": profile.status.value,
+        "reviewed_at": _iso(profile.reviewed_at),
+        "reviewed_by": profile.reviewed_by,
+    }
+
+
+def referral_code(row: ReferralCode) -> dict[str, Any]:
+    """One of a therapist's own referral codes."""
+    return {
+        "code": row.code,
+        "created_at": row.created_at.isoformat(),
+        "revoked_at": _iso(row.revoked_at),
+        "active": row.revoked_at is None,
+        "uses": row.uses,
+    }

@@ -16,6 +16,7 @@ SENSITIVE_KEYS = frozenset(
     {
         "password", "new_password", "token", "access_token", "authorization", "cookie", "secret",
         "text", "note", "notes", "body", "reason", "transcript", "chat", "link", "sdp", "phone",
+        "display_name", "bio", "name", "guardian_name", "email", "message_text",
     }
 )
 QUIET_LOGGERS = ("socketio", "engineio", "socketio.server", "engineio.server", "aiohttp.access", "aioice", "aiortc", "alembic", "aiosqlite", "sqlalchemy", "asyncio", "urllib3", "stripe", "PIL")

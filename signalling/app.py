@@ -118,8 +118,21 @@ def create_app(settings: Settings, *, clock: Clock | None = None, senders: dict[
     attach_socket_handlers(svc)
     subscribe_bus(svc)
     app.on_response_prepare.append(_security_headers)
+    app.on_shutdown.append(_close_sockets)
     app.cleanup_ctx.append(_lifecycle)
     return app
+
+
+async def _close_sockets(app: web.Application) -> None:
+    """Close every Socket.IO connection first, so shutdown does not wait on open websockets. Clients reconnect
+    (to another process behind the load balancer); their offers and calls are not ended for it."""
+    svc = app[SERVICES]
+    svc.stopping = True
+    try:
+        await svc.sio.eio.disconnect()
+        await svc.sio.shutdown()
+    except Exception:  # noqa: BLE001 - shutting down regardless
+        log.exception("server.socket_close_failed")
 
 
 async def _lifecycle(app: web.Application) -> AsyncIterator[None]:
@@ -135,8 +148,6 @@ async def _lifecycle(app: web.Application) -> AsyncIterator[None]:
     log.info("server.stopping")
     presence_task.cancel()
     await svc.sweeper.stop()
-    with contextlib.suppress(Exception):
-        await svc.sio.shutdown()
     await svc.dispatcher.stop()
     await svc.bus.stop()
     await svc.db.dispose()

@@ -75,16 +75,25 @@ def _check_operator(request: web.Request) -> None:
         raise Forbidden("the metrics token is required", code="forbidden")
 
 
+async def read_body(request: web.Request, limit: int, what: str = "the body") -> bytes:
+    """The raw body, refused with 413 as soon as it is known to be larger than `limit` (declared or streamed)."""
+    if request.content_length is not None and request.content_length > limit:
+        raise PayloadTooLarge(f"{what} must be at most {limit} bytes")
+    chunks: list[bytes] = []
+    size = 0
+    while chunk := await request.content.read(65536):
+        size += len(chunk)
+        if size > limit:
+            raise PayloadTooLarge(f"{what} must be at most {limit} bytes")
+        chunks.append(chunk)
+    return b"".join(chunks)
+
+
 async def read_json(request: web.Request) -> dict[str, Any]:
     """The request body as a JSON object; 413, 415 or 400 with a code otherwise."""
-    limit = services(request).settings.max_json_bytes
-    if request.content_length is not None and request.content_length > limit:
-        raise PayloadTooLarge(f"the body must be at most {limit} bytes")
     if request.content_type != "application/json":
         raise UnsupportedMedia("send the body as application/json", code="unsupported_media")
-    raw = await request.content.read(limit + 1)
-    if len(raw) > limit:
-        raise PayloadTooLarge(f"the body must be at most {limit} bytes")
+    raw = await read_body(request, services(request).settings.max_json_bytes)
     try:
         data = json.loads(raw or b"null")
     except (ValueError, UnicodeDecodeError):

@@ -7,11 +7,13 @@ from typing import Any, Sequence
 import socketio
 
 from accounts.models import ApplicationStatus, TherapistProfile
+from core.bus import EventBus
 from core.db import Database
 from pool.eligibility import slug
 from pool.presence import PresenceStore
 
 POOL_ROOM = "pool"
+ROOMS_CHANGED = "therapist.rooms_changed"
 
 
 def expertise_room(expertise: str) -> str:
@@ -57,3 +59,9 @@ async def sync_local_rooms(sio: socketio.AsyncServer, db: Database, user_id: int
             await sio.leave_room(sid, room)
         for room in wanted - current:
             await sio.enter_room(sid, room)
+
+
+async def announce_rooms_changed(svc: Any, user_id: int) -> None:
+    """After availability, expertise or approval changed: every process re-syncs that therapist's pool rooms."""
+    bus: EventBus = svc.bus
+    await bus.publish(ROOMS_CHANGED, {"user_id": user_id})

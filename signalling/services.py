@@ -35,3 +35,5 @@ class Services:
     pool: PoolContext
     sweeper: Sweeper
     redis: Any | None = None
+    #: Set when the process begins a graceful shutdown.
+    stopping: bool = False

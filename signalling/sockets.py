@@ -147,7 +147,7 @@ def attach_socket_handlers(svc: Services, registry: EventRegistry = EVENTS) -> N
                     await hook(svc, principal, sid)
                 except Exception:  # noqa: BLE001 - every hook runs even if one fails
                     log.exception("socket.disconnect_hook_failed")
-            log.info("socket.disconnected", user_id=principal.user_id, reason=str(reason))
+            log.info("socket.disconnected", user_id=principal.user_id, why=str(reason))
 
     def make_handler(event: RegisteredEvent) -> Callable[..., Awaitable[dict[str, Any]]]:
         async def handle(sid: str, data: Any = None, *extra: Any) -> dict[str, Any]:

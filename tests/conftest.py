@@ -88,6 +88,16 @@ class Canary:
             assert self.marker not in item, f"sensitive text reached a party that must not see it: {item[:200]}"
 
 
+@pytest.fixture(autouse=True)
+def fast_password_hashing(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Argon2id with its cheapest parameters: tests create many accounts. The real cost runs in the server-process tests."""
+    from argon2 import PasswordHasher
+
+    from accounts import passwords
+
+    monkeypatch.setattr(passwords, "_hasher", PasswordHasher(time_cost=1, memory_cost=1024, parallelism=1))
+
+
 @pytest.fixture
 def canary(captured_logs: LogCapture) -> Iterator[Canary]:
     c = Canary(captured_logs)

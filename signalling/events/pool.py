@@ -7,16 +7,14 @@ from typing import Any
 
 from sqlalchemy import select
 
-from accounts.models import Role, TherapistProfile
+from accounts import profiles
+from accounts.models import Role
 from accounts.principal import Principal
-from core.audit import record_audit
-from core.errors import Forbidden
 from core.logging import get_logger
-from core.validation import boolean, only_fields
 from pool import claim, dashboard, offers, requests
 from pool.models import ACTIVE_STATUSES, PoolRequest
 from signalling.access import Access
-from signalling.pool_rooms import pool_rooms_for, sync_local_rooms
+from signalling.pool_rooms import ROOMS_CHANGED, announce_rooms_changed, pool_rooms_for, sync_local_rooms
 from signalling.services import Services
 from signalling.sockets import EVENTS
 
@@ -56,23 +54,9 @@ async def accept(svc: Services, principal: Principal, sid: str, data: dict[str, 
 
 @EVENTS.on("pool.set_availability", Access.approved_therapist)
 async def set_availability(svc: Services, principal: Principal, sid: str, data: dict[str, Any]) -> dict[str, Any]:
-    only_fields(data, {"available"})
-    available = boolean(data, "available")
-    await update_availability(svc, principal.user_id, available)
+    available = await profiles.set_availability(svc.accounts, principal, data)
+    await announce_rooms_changed(svc, principal.user_id)
     return {"available": available}
-
-
-async def update_availability(svc: Services, user_id: int, available: bool) -> None:
-    """Set the flag, audit it, and move the therapist's connections in or out of the pool in every process."""
-    async with svc.db.transaction() as session:
-        profile = await session.get(TherapistProfile, user_id)
-        if profile is None:
-            raise Forbidden("only therapists have availability", code="forbidden")
-        if profile.available != available:
-            profile.available = available
-            record_audit(session, at=svc.clock.now(), actor_id=user_id, action="availability.changed",
-                         subject_type="user", subject_id=user_id, fields=["available"])
-    await svc.bus.publish("therapist.rooms_changed", {"user_id": user_id})
 
 
 @EVENTS.on_connect
@@ -105,7 +89,7 @@ async def _push_state(svc: Services, principal: Principal, sid: str) -> None:
 @EVENTS.on_disconnect
 async def leave_pool(svc: Services, principal: Principal, sid: str) -> None:
     remaining = await svc.pool.presence.disconnected(principal.user_id, sid)
-    if remaining == 0 and principal.is_therapist:
+    if remaining == 0 and principal.is_therapist and not svc.stopping:
         await offers.therapist_offline(svc.pool, principal.user_id)
 
 
@@ -113,4 +97,4 @@ def subscribe_bus(svc: Services) -> None:
     async def rooms_changed(payload: dict[str, Any]) -> None:
         await sync_local_rooms(svc.sio, svc.db, int(payload["user_id"]))
 
-    svc.bus.subscribe("therapist.rooms_changed", rooms_changed)
+    svc.bus.subscribe(ROOMS_CHANGED, rooms_changed)

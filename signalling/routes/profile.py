@@ -4,15 +4,14 @@ from __future__ import annotations
 
 from aiohttp import web
 
-from accounts import profiles, representation
+from accounts import pictures, profiles, representation
 from accounts.principal import Principal
-from core.errors import PayloadTooLarge
 from signalling.access import Access
-from signalling.http import endpoint, json_response, read_json, services
+from signalling.http import endpoint, json_response, read_body, read_json, services
+from signalling.pool_rooms import announce_rooms_changed
 from signalling.routes.params import path_id
 
 routes = web.RouteTableDef()
-READ_CHUNK = 64 * 1024
 
 
 @routes.patch("/api/me")
@@ -21,6 +20,8 @@ async def update_me(request: web.Request, principal: Principal | None) -> web.Re
     assert principal is not None
     svc = services(request)
     user = await profiles.update_account(svc.accounts, principal, await read_json(request))
+    if principal.is_therapist:
+        await announce_rooms_changed(svc, principal.user_id)
     return json_response(representation.me(user, svc.clock.now()))
 
 
@@ -28,22 +29,10 @@ async def update_me(request: web.Request, principal: Principal | None) -> web.Re
 @endpoint(Access.approved_therapist)
 async def set_availability(request: web.Request, principal: Principal | None) -> web.Response:
     assert principal is not None
-    available = await profiles.set_availability(services(request).accounts, principal, await read_json(request))
+    svc = services(request)
+    available = await profiles.set_availability(svc.accounts, principal, await read_json(request))
+    await announce_rooms_changed(svc, principal.user_id)
     return json_response({"available": available})
-
-
-async def read_limited_body(request: web.Request, limit: int) -> bytes:
-    """The raw body, refused with 413 as soon as it is known to be larger than `limit` (declared or streamed)."""
-    if request.content_length is not None and request.content_length > limit:
-        raise PayloadTooLarge(f"the picture must be at most {limit} bytes")
-    chunks: list[bytes] = []
-    size = 0
-    while chunk := await request.content.read(READ_CHUNK):
-        size += len(chunk)
-        if size > limit:
-            raise PayloadTooLarge(f"the picture must be at most {limit} bytes")
-        chunks.append(chunk)
-    return b"".join(chunks)
 
 
 @routes.put("/api/me/picture")
@@ -51,8 +40,8 @@ async def read_limited_body(request: web.Request, limit: int) -> bytes:
 async def put_picture(request: web.Request, principal: Principal | None) -> web.Response:
     assert principal is not None
     svc = services(request)
-    profiles.check_content_type(request.content_type)
-    raw = await read_limited_body(request, svc.settings.max_picture_bytes)
+    pictures.check_content_type(request.content_type)  # 415 before reading the body
+    raw = await read_body(request, svc.settings.max_picture_bytes, "the picture")
     user = await profiles.set_picture(svc.accounts, principal, raw, request.content_type)
     return json_response(representation.me(user, svc.clock.now()))
 
