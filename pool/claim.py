@@ -68,7 +68,7 @@ class Recorder:
 RECORDER = Recorder()
 
 
-async def accept_request(ctx: PoolContext, principal: Principal, data: Mapping[str, Any], recorder: Recorder = RECORDER) -> dict[str, Any]:
+async def accept_request(ctx: PoolContext, principal: Principal, data: Mapping[str, Any]) -> dict[str, Any]:
     """A therapist's accept: `ok` with the offer for the winner; `taken`, `busy`, `expired`, ... for everyone else."""
     only_fields(data, {"request_id"})
     request_id = integer(data, "request_id", minimum=1, maximum=2**62)
@@ -88,7 +88,7 @@ async def accept_request(ctx: PoolContext, principal: Principal, data: Mapping[s
         raise Conflict("finish your current offer or call first", code="busy")
 
     try:
-        offered = await recorder.record(ctx, req, principal.user_id)
+        offered = await RECORDER.record(ctx, req, principal.user_id)
     except AppError:
         await ctx.claims.release(principal.user_id, f"offer:{req.id}")
         await ctx.claims.release_round(req.id, req.round, f"therapist:{principal.user_id}")
