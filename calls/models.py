@@ -5,8 +5,8 @@ from __future__ import annotations
 import enum
 from datetime import datetime
 
-from sqlalchemy import Boolean, Enum, ForeignKey, Integer, String
-from sqlalchemy.orm import Mapped, mapped_column
+from sqlalchemy import Boolean, Enum, ForeignKey, Integer, String, Text, UniqueConstraint
+from sqlalchemy.orm import Mapped, mapped_column, relationship
 
 from core.db import Base, UTCDateTime
 
@@ -34,9 +34,19 @@ class Call(Base):
     recording_consent: Mapped[bool] = mapped_column(Boolean, default=False)
     terms_version: Mapped[str] = mapped_column(String(32))
     created_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    #: When both members were first in the call together.
+    started_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
     ended_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
     ended_by: Mapped[int | None] = mapped_column(ForeignKey("users.id"), nullable=True)
     end_reason: Mapped[str | None] = mapped_column(String(32), nullable=True)
+
+    members: Mapped[list[CallMember]] = relationship(lazy="selectin", cascade="all, delete-orphan")
+
+    def member(self, user_id: int) -> CallMember | None:
+        return next((m for m in self.members if m.user_id == user_id), None)
+
+    def other_member(self, user_id: int) -> CallMember | None:
+        return next((m for m in self.members if m.user_id != user_id), None)
 
 
 class Consent(Base):
@@ -51,3 +61,45 @@ class Consent(Base):
     terms_accepted_at: Mapped[datetime] = mapped_column(UTCDateTime)
     recording_consent: Mapped[bool] = mapped_column(Boolean)
     at: Mapped[datetime] = mapped_column(UTCDateTime)
+
+
+class CallMember(Base):
+    """A member's presence in a call: the connection that holds their place, and since when they are away."""
+
+    __tablename__ = "call_members"
+
+    call_id: Mapped[int] = mapped_column(ForeignKey("calls.id", ondelete="CASCADE"), primary_key=True)
+    user_id: Mapped[int] = mapped_column(ForeignKey("users.id"), primary_key=True)
+    role: Mapped[str] = mapped_column(String(16))
+    sid: Mapped[str | None] = mapped_column(String(64), nullable=True)
+    joined_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
+    away_since: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
+    joins: Mapped[int] = mapped_column(Integer, default=0)
+
+
+class ChatMessage(Base):
+    """An in-call chat message; the text is encrypted at rest. `id` orders messages within a call."""
+
+    __tablename__ = "chat_messages"
+    __table_args__ = (UniqueConstraint("call_id", "sender_id", "client_ref", name="uq_chat_messages_client_ref"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    call_id: Mapped[int] = mapped_column(ForeignKey("calls.id", ondelete="CASCADE"), index=True)
+    sender_id: Mapped[int] = mapped_column(ForeignKey("users.id"))
+    sender_role: Mapped[str] = mapped_column(String(16))
+    #: The sender's own id for the message, so a retried send is stored once.
+    client_ref: Mapped[str | None] = mapped_column(String(64), nullable=True)
+    body_enc: Mapped[str] = mapped_column(Text)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime)
+
+
+class CallNote(Base):
+    """The therapist's private notes for a call (one document, saved as they type); encrypted at rest."""
+
+    __tablename__ = "call_notes"
+
+    call_id: Mapped[int] = mapped_column(ForeignKey("calls.id", ondelete="CASCADE"), primary_key=True)
+    therapist_id: Mapped[int] = mapped_column(ForeignKey("users.id"))
+    body_enc: Mapped[str] = mapped_column(Text)
+    version: Mapped[int] = mapped_column(Integer, default=0)
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime)

@@ -7,7 +7,7 @@ from typing import Any
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from calls.models import Call, CallKind, CallStatus, Consent
+from calls.models import Call, CallKind, CallMember, CallStatus, Consent
 
 
 def open_call(
@@ -26,6 +26,8 @@ def open_call(
         kind=kind, status=CallStatus.open, therapist_id=therapist_id, client_id=client_id, request_id=request_id,
         recording_consent=recording_consent, terms_version=terms_version, created_at=now,
     )
+    call.members = [CallMember(user_id=therapist_id, role="therapist", joins=0),
+                    CallMember(user_id=client_id, role="client", joins=0)]
     session.add(call)
     return call
 
@@ -48,4 +50,16 @@ def call_summary(call: Call) -> dict[str, Any]:
         "client_id": call.client_id,
         "recording_consent": call.recording_consent,
         "created_at": call.created_at.isoformat(),
+        "started_at": call.started_at.isoformat() if call.started_at else None,
+        "ended_at": call.ended_at.isoformat() if call.ended_at else None,
+        "duration_s": duration_s(call),
+        "end_reason": call.end_reason,
     }
+
+
+def duration_s(call: Call) -> int | None:
+    """Seconds from when both were first in the call to its end (or None before it started)."""
+    if call.started_at is None:
+        return None
+    end = call.ended_at
+    return None if end is None else max(0, int((end - call.started_at).total_seconds()))

@@ -85,6 +85,20 @@ class Settings:
     socket_events_per_s: float = 20.0
     socket_event_burst: int = 40
 
+    call_rejoin_grace_s: int = 90
+    call_sweep_interval_s: float = 2.0
+    max_chat_chars: int = 2000
+    max_notes_chars: int = 50_000
+    max_sdp_bytes: int = 64 * 1024
+    stun_urls: tuple[str, ...] = ()
+    turn_urls: tuple[str, ...] = ()
+    turn_secret: str = ""
+    turn_ttl_s: int = 6 * 3600
+    ice_relay_only: bool = False
+    ice_loopback_only: bool = False
+    media_host_addresses: tuple[str, ...] = ()
+    demo_client_email_domain: str = "demo.invalid"
+
     socket_ping_interval_s: float = 5.0
     socket_ping_timeout_s: float = 10.0
     shutdown_timeout_s: float = 10.0
@@ -112,7 +126,7 @@ class Settings:
         out: dict[str, Any] = {}
         for f in dataclasses.fields(self):
             value = getattr(self, f.name)
-            if f.name in ("secret_key", "encryption_keys", "metrics_token", "smtp_password") and value:
+            if f.name in ("secret_key", "encryption_keys", "metrics_token", "smtp_password", "turn_secret") and value:
                 value = "***"
             elif f.name in ("database_url", "redis_url") and value:
                 value = _mask_url_password(value)
@@ -220,6 +234,8 @@ def _validate(s: Settings) -> None:
             raise ConfigError(f"THERAPY_TRUSTED_PROXIES: {proxy!r} is not an IP address or network") from None
     if s.offer_ttl_s < 5 or s.request_ttl_s < s.offer_ttl_s:
         raise ConfigError("THERAPY_OFFER_TTL_S must be at least 5 and at most THERAPY_REQUEST_TTL_S")
+    if s.ice_relay_only and not (s.turn_urls and s.turn_secret):
+        raise ConfigError("THERAPY_ICE_RELAY_ONLY needs THERAPY_TURN_URLS and THERAPY_TURN_SECRET")
     if s.token_ttl_s < 3600:
         raise ConfigError("THERAPY_TOKEN_TTL_S must be at least 3600 so a token never expires in the middle of a call")
     if s.production:

@@ -32,6 +32,10 @@ from pool.notifier import OutboxSmsNotifier
 from pool.presence import MemoryPresence
 from pool.presence.redis import RedisPresence
 from pool.sweeper import Sweeper
+from calls.context import CallsContext
+from media.addresses import use_host_addresses
+from media.hub import MediaHub
+from signalling.events.calls import CallSweeper
 from signalling.events.pool import subscribe_bus
 from signalling.http import SERVICES, core_middleware
 from signalling.pool_rooms import SocketPoolBroadcast
@@ -88,11 +92,15 @@ def build_services(settings: Settings, *, clock: Clock | None = None, senders: d
                                  dashboard_url=settings.effective_public_url + "/", kick=dispatcher.kick)
     pool = PoolContext(db=db, keyring=keyring, clock=clock, settings=settings, limiter=limiter, claims=claims,
                        presence=presence, broadcast=SocketPoolBroadcast(sio, presence), notifier=notifier)
-    return Services(
+    calls = CallsContext(db=db, keyring=keyring, clock=clock, settings=settings, limiter=limiter, presence=presence)
+    use_host_addresses(settings.media_host_addresses)
+    svc = Services(
         settings=settings, clock=clock, db=db, keyring=keyring, limiter=limiter, bus=bus, metrics=metrics,
         dispatcher=dispatcher, accounts=accounts, sio=sio, pool=pool, sweeper=Sweeper(pool, settings.pool_sweep_interval_s),
-        redis=redis_client,
+        calls=calls, media=MediaHub(), redis=redis_client,
     )
+    svc.background.append(CallSweeper(svc))
+    return svc
 
 
 async def _security_headers(request: web.Request, response: web.StreamResponse) -> None:
@@ -142,12 +150,17 @@ async def _lifecycle(app: web.Application) -> AsyncIterator[None]:
     await svc.bus.start()
     svc.dispatcher.start()
     svc.sweeper.start()
+    for job in svc.background:
+        job.start()
     presence_task = asyncio.create_task(_refresh_presence(svc), name="presence-refresh")
     log.info("server.started", env=svc.settings.env, database=svc.db.dialect, redis=bool(svc.redis))
     yield
     log.info("server.stopping")
     presence_task.cancel()
     await svc.sweeper.stop()
+    for job in svc.background:
+        await job.stop()
+    await svc.media.close()
     await svc.dispatcher.stop()
     await svc.bus.stop()
     await svc.db.dispose()

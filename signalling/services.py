@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import socketio
@@ -15,6 +15,8 @@ from core.db import Database
 from core.ratelimit import RateLimiter
 from core.settings import Settings
 from messaging.dispatcher import OutboxDispatcher
+from calls.context import CallsContext
+from media.hub import MediaHub
 from pool.context import PoolContext
 from pool.sweeper import Sweeper
 from signalling.metrics import Metrics
@@ -34,6 +36,10 @@ class Services:
     sio: socketio.AsyncServer
     pool: PoolContext
     sweeper: Sweeper
+    calls: CallsContext
+    media: MediaHub
     redis: Any | None = None
     #: Set when the process begins a graceful shutdown.
     stopping: bool = False
+    #: Periodic jobs started and stopped with the app (the call sweeper, ...).
+    background: list[Any] = field(default_factory=list)

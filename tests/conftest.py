@@ -95,7 +95,9 @@ def fast_password_hashing(monkeypatch: pytest.MonkeyPatch) -> None:
 
     from accounts import passwords
 
-    monkeypatch.setattr(passwords, "_hasher", PasswordHasher(time_cost=1, memory_cost=1024, parallelism=1))
+    cheap = PasswordHasher(time_cost=1, memory_cost=1024, parallelism=1)
+    monkeypatch.setattr(passwords, "_hasher", cheap)
+    monkeypatch.setattr(passwords, "_DUMMY_HASH", cheap.hash("dummy-password-for-timing"))
 
 
 @pytest.fixture
@@ -401,3 +403,18 @@ async def sockets() -> AsyncIterator[Callable[..., Any]]:
     for sock in opened:
         with contextlib.suppress(Exception):
             await sock.close()
+
+
+async def open_call(server: RunningServer, therapist: User, client: User, *, recording_consent: bool = True) -> int:
+    """A quick-connect call between the two, opened directly (the pool's own tests cover how calls come about)."""
+    from calls.models import CallKind
+    from calls.opening import open_call as open_call_row, record_consent
+
+    svc = server.services
+    async with svc.db.transaction() as session:
+        call = open_call_row(session, now=svc.clock.now(), kind=CallKind.quick_connect, therapist_id=therapist.id,
+                             client_id=client.id, terms_version=svc.settings.terms_version,
+                             recording_consent=recording_consent)
+        await session.flush()
+        record_consent(session, call, now=svc.clock.now())
+        return call.id

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from aiohttp import web
 
-from signalling.routes import admin, auth, guardian, health, profile, referrals
+from signalling.routes import admin, auth, calls, guardian, health, profile, referrals
 
 ROUTES: list[web.RouteTableDef] = [
-    health.routes, auth.routes, profile.routes, guardian.routes, referrals.routes, admin.routes,
+    health.routes, auth.routes, profile.routes, guardian.routes, referrals.routes, admin.routes, calls.routes,
 ]

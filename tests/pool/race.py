@@ -76,6 +76,7 @@ def check_race(results: Sequence[RaceResult], offers: dict[int, list[int]]) -> N
     """Exactly one winner per request, every loser told `taken`, and the client and the database agree with it."""
     for r in results:
         assert len(r.winners) == 1, f"request {r.request_id} had winners {r.winners}"
+    for r in results:
         assert set(r.loser_codes) <= {"taken"}, f"request {r.request_id}: losers got {dict(r.loser_codes)}"
         assert r.offered_to == r.winners[0], f"request {r.request_id}: client offered {r.offered_to}, winner {r.winners}"
         assert offers.get(r.request_id) == r.winners, f"request {r.request_id}: database says {offers.get(r.request_id)}"

@@ -42,6 +42,12 @@ ROUTES: dict[tuple[str, str], Access] = {
     ("POST", "/api/admin/applications/{id}/approve"): Access.admin,
     ("POST", "/api/admin/applications/{id}/refuse"): Access.admin,
     ("POST", "/api/admin/clients/{id}/guardian-consent"): Access.admin,
+    ("GET", "/api/calls"): Access.user,
+    ("GET", "/api/calls/{id}"): Access.user,
+    ("GET", "/api/calls/{id}/notes"): Access.therapist,
+    ("PUT", "/api/calls/{id}/notes"): Access.therapist,
+    ("GET", "/api/clients"): Access.therapist,
+    ("POST", "/api/admin/test-calls"): Access.admin,
 }
 #: Infrastructure, not application endpoints: the page shell, static files and the Socket.IO transport itself.
 INFRASTRUCTURE = {("GET", "/"), ("GET", "/static"), ("GET", "/socket.io/"), ("POST", "/socket.io/"), ("OPTIONS", "/socket.io/")}
@@ -56,6 +62,14 @@ EVENT_ACCESS: dict[str, Access] = {
     "pool.snapshot": Access.approved_therapist,
     "pool.accept": Access.approved_therapist,
     "pool.set_availability": Access.approved_therapist,
+    "call.join": Access.user,
+    "call.signal": Access.user,
+    "call.chat": Access.user,
+    "call.notes.save": Access.therapist,
+    "call.notes.get": Access.therapist,
+    "call.hangup": Access.user,
+    "call.media.offer": Access.user,
+    "call.media.close": Access.user,
 }
 
 PARTIES = ("anonymous", "client", "pending_therapist", "therapist", "admin")

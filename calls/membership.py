@@ -1,0 +1,122 @@
+"""Joining, dropping out of, rejoining and ending a call. The state lives in the database (not in a process), so a
+member whose server process restarted rejoins through any other process and the call carries on."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import timedelta
+from typing import Any, Mapping
+
+from sqlalchemy import select
+
+from accounts.principal import Principal
+from calls.context import CallsContext
+from calls.models import Call, CallMember, CallStatus
+from calls.policy import require_member, require_open
+from core.errors import NotFound
+from core.logging import get_logger
+from core.validation import integer
+
+log = get_logger("calls")
+
+
+def call_id_of(data: Mapping[str, Any]) -> int:
+    return integer(data, "call_id", minimum=1, maximum=2**62)
+
+
+@dataclass
+class Joined:
+    call: Call
+    member: CallMember
+    other: CallMember
+    rejoined: bool
+    replaced_sid: str | None
+
+
+async def load_call(ctx: CallsContext, call_id: int) -> Call | None:
+    async with ctx.db.session() as session:
+        return await session.get(Call, call_id)
+
+
+async def join(ctx: CallsContext, principal: Principal, call_id: int, sid: str) -> Joined:
+    """Take (or take back) the member's place in the call with this connection."""
+    now = ctx.clock.now()
+    async with ctx.db.transaction() as session:
+        call = await session.get(Call, call_id, with_for_update=True)
+        member = require_member(call, principal)
+        assert call is not None
+        require_open(call)
+        other = call.other_member(principal.user_id)
+        assert other is not None
+        replaced = member.sid if member.sid and member.sid != sid else None
+        rejoined = member.joins > 0
+        member.sid, member.away_since, member.joins = sid, None, member.joins + 1
+        member.joined_at = member.joined_at or now
+        if call.started_at is None and other.joined_at is not None and other.sid is not None:
+            call.started_at = now
+    log.info("call.joined", call_id=call_id, role=member.role, rejoined=rejoined)
+    return Joined(call, member, other, rejoined, replaced)
+
+
+async def connection_lost(ctx: CallsContext, user_id: int, sid: str) -> list[tuple[Call, CallMember]]:
+    """The connection holding a member's place closed: they are away from now (the grace period starts)."""
+    now = ctx.clock.now()
+    affected = []
+    async with ctx.db.transaction() as session:
+        rows = (await session.execute(
+            select(CallMember, Call).join(Call, Call.id == CallMember.call_id).where(
+                CallMember.user_id == user_id, CallMember.sid == sid, Call.status == CallStatus.open
+            )
+        )).all()
+        for member, call in rows:
+            member.sid, member.away_since = None, now
+            affected.append((call, member))
+    for call, member in affected:
+        log.info("call.member_away", call_id=call.id, role=member.role)
+    return affected
+
+
+async def end_call(ctx: CallsContext, call_id: int, *, ended_by: int | None, reason: str) -> Call | None:
+    """End the call for both (once); None if it had already ended."""
+    now = ctx.clock.now()
+    async with ctx.db.transaction() as session:
+        call = await session.get(Call, call_id, with_for_update=True)
+        if call is None or call.status is not CallStatus.open:
+            return None
+        call.status, call.ended_at, call.ended_by, call.end_reason = CallStatus.ended, now, ended_by, reason
+        for member in call.members:
+            member.sid = None
+    log.info("call.ended", call_id=call_id, reason=reason)
+    return call
+
+
+async def hang_up(ctx: CallsContext, principal: Principal, call_id: int) -> Call:
+    call = await load_call(ctx, call_id)
+    require_member(call, principal)
+    assert call is not None
+    require_open(call)
+    ended = await end_call(ctx, call_id, ended_by=principal.user_id, reason="hangup")
+    if ended is None:
+        raise NotFound("this call has ended", code="call_ended")
+    return ended
+
+
+async def overdue(ctx: CallsContext) -> list[int]:
+    """Open calls that must end now: a member away past the grace period. Members whose every connection vanished
+    without a goodbye (a crashed process) are marked away first."""
+    now = ctx.clock.now()
+    grace = timedelta(seconds=ctx.settings.call_rejoin_grace_s)
+    async with ctx.db.session() as session:
+        rows = (await session.execute(
+            select(CallMember).join(Call, Call.id == CallMember.call_id).where(Call.status == CallStatus.open)
+        )).scalars().all()
+    present = [m for m in rows if m.sid is not None]
+    online = await ctx.presence.online({m.user_id for m in present})
+    vanished = [m for m in present if m.user_id not in online]
+    if vanished:
+        async with ctx.db.transaction() as session:
+            for m in vanished:
+                row = await session.get(CallMember, (m.call_id, m.user_id))
+                if row is not None and row.sid == m.sid:
+                    row.sid, row.away_since = None, now
+    return sorted({m.call_id for m in rows if m.away_since is not None and m.away_since + grace <= now})

@@ -1,0 +1,187 @@
+"""Call events: join and rejoin, WebRTC signalling relay between the two members, chat, notes, hang-up, and the
+audio-only link to the server's own peer."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from typing import Any
+
+from accounts.principal import Principal
+from calls import chat, membership, notes
+from calls.ice import ice_config
+from calls.membership import call_id_of, load_call
+from calls.models import Call
+from calls.policy import require_member, require_open
+from calls.signals import keep_candidate, validate_sdp, validate_signal
+from core.errors import Forbidden
+from core.logging import get_logger
+from core.validation import only_fields
+from pool.offers import call_ended
+from signalling.access import Access
+from signalling.services import Services
+from signalling.sockets import EVENTS
+
+log = get_logger("calls")
+
+
+def call_room(call_id: int) -> str:
+    return f"call:{call_id}"
+
+
+@EVENTS.on("call.join", Access.user)
+async def join(svc: Services, principal: Principal, sid: str, data: dict[str, Any]) -> dict[str, Any]:
+    """Take your place in the call (first time or after a drop); returns everything needed to (re)build the screen."""
+    only_fields(data, {"call_id"})
+    joined = await membership.join(svc.calls, principal, call_id_of(data), sid)
+    call, member, other = joined.call, joined.member, joined.other
+    if joined.replaced_sid:
+        await svc.sio.emit("call.replaced", {"call_id": call.id}, to=joined.replaced_sid)
+        with contextlib.suppress(Exception):
+            await svc.sio.leave_room(joined.replaced_sid, call_room(call.id))
+    await svc.sio.enter_room(sid, call_room(call.id))
+    await svc.sio.emit("call.peer_joined", {"call_id": call.id, "role": member.role, "rejoined": joined.rejoined},
+                       room=call_room(call.id), skip_sid=sid)
+    reply: dict[str, Any] = {
+        "call": {"id": call.id, "kind": call.kind.value, "recording_consent": call.recording_consent,
+                 "started_at": call.started_at.isoformat() if call.started_at else None},
+        "role": member.role,
+        "peer_present": other.sid is not None,
+        "polite": member.role == "client",
+        "chat": await chat.history(svc.calls, call.id),
+        **ice_config(svc.settings, principal.user_id, call.id, svc.clock.now()),
+    }
+    if member.role == "therapist":
+        reply["notes"] = await notes.read(svc.calls, principal, call.id)
+    return reply
+
+
+async def _member_in_open_call(svc: Services, principal: Principal, data: dict[str, Any]) -> tuple[Call, Any]:
+    call = await load_call(svc.calls, call_id_of(data))
+    member = require_member(call, principal)
+    assert call is not None
+    require_open(call)
+    return call, member
+
+
+@EVENTS.on("call.signal", Access.user)
+async def signal(svc: Services, principal: Principal, sid: str, data: dict[str, Any]) -> dict[str, Any]:
+    """Relay an offer, answer or ICE candidate to the other member's connection in this call, and nobody else."""
+    clean = validate_signal(data, svc.settings.max_sdp_bytes)
+    call, member = await _member_in_open_call(svc, principal, data)
+    if member.sid != sid:
+        raise Forbidden("join the call from this window first", code="not_joined")
+    if not keep_candidate(clean, svc.settings.ice_loopback_only):
+        return {"delivered": False, "dropped": True}
+    other = call.other_member(principal.user_id)
+    if other is None or other.sid is None:
+        return {"delivered": False}
+    await svc.sio.emit("call.signal", {"call_id": call.id, "from_role": member.role, **clean}, to=other.sid)
+    return {"delivered": True}
+
+
+@EVENTS.on("call.chat", Access.user)
+async def send_chat(svc: Services, principal: Principal, sid: str, data: dict[str, Any]) -> dict[str, Any]:
+    message, new = await chat.send(svc.calls, principal, data)
+    if new:
+        await svc.sio.emit("call.chat", {"message": message}, room=call_room(message["call_id"]))
+    return {"message": message}
+
+
+@EVENTS.on("call.notes.save", Access.therapist)
+async def save_notes(svc: Services, principal: Principal, sid: str, data: dict[str, Any]) -> dict[str, Any]:
+    return await notes.save(svc.calls, principal, data)
+
+
+@EVENTS.on("call.notes.get", Access.therapist)
+async def get_notes(svc: Services, principal: Principal, sid: str, data: dict[str, Any]) -> dict[str, Any]:
+    only_fields(data, {"call_id"})
+    return await notes.read(svc.calls, principal, call_id_of(data))
+
+
+@EVENTS.on("call.hangup", Access.user)
+async def hang_up(svc: Services, principal: Principal, sid: str, data: dict[str, Any]) -> dict[str, Any]:
+    only_fields(data, {"call_id"})
+    call = await membership.hang_up(svc.calls, principal, call_id_of(data))
+    await finish_call(svc, call)
+    return {"call_id": call.id, "ended_at": call.ended_at.isoformat() if call.ended_at else None}
+
+
+@EVENTS.on("call.media.offer", Access.user)
+async def media_offer(svc: Services, principal: Principal, sid: str, data: dict[str, Any]) -> dict[str, Any]:
+    """The member's audio-only link to the server (only in calls with recording consent); returns the answer."""
+    only_fields(data, {"call_id", "sdp"})
+    call, member = await _member_in_open_call(svc, principal, data)
+    if not call.recording_consent:
+        raise Forbidden("this call is not recorded; no audio goes to the server", code="no_consent")
+    sdp = validate_sdp(data, svc.settings.max_sdp_bytes)
+    answer = await svc.media.offer(call.id, principal.user_id, member.role, sdp)
+    return {"sdp": answer, "type": "answer"}
+
+
+@EVENTS.on("call.media.close", Access.user)
+async def media_close(svc: Services, principal: Principal, sid: str, data: dict[str, Any]) -> dict[str, Any]:
+    only_fields(data, {"call_id"})
+    call = await load_call(svc.calls, call_id_of(data))
+    require_member(call, principal)
+    await svc.media.close_member(call_id_of(data), principal.user_id)
+    return {}
+
+
+async def finish_call(svc: Services, call: Call) -> None:
+    """After a call ended (hang-up or grace period over): tell both, close media, free the therapist."""
+    room = call_room(call.id)
+    ended_by = next((m.role for m in call.members if m.user_id == call.ended_by), None)
+    payload = {"call_id": call.id, "reason": call.end_reason, "ended_by": ended_by,
+               "ended_at": call.ended_at.isoformat() if call.ended_at else None}
+    await svc.sio.emit("call.ended", payload, room=room)
+    for member in call.members:
+        await svc.sio.emit("call.ended", payload, to=f"user:{member.user_id}")
+    await svc.sio.close_room(room)
+    await svc.media.close_call(call.id)
+    await call_ended(svc.pool, call.therapist_id, call.id)
+
+
+@EVENTS.on_disconnect
+async def member_dropped(svc: Services, principal: Principal, sid: str) -> None:
+    if svc.stopping:
+        return
+    for call, member in await membership.connection_lost(svc.calls, principal.user_id, sid):
+        await svc.media.close_member(call.id, principal.user_id)
+        await svc.sio.emit("call.peer_left", {"call_id": call.id, "role": member.role,
+                                              "grace_s": svc.settings.call_rejoin_grace_s}, room=call_room(call.id))
+
+
+async def sweep_calls(svc: Services) -> int:
+    """End calls whose member stayed away past the grace period; returns how many ended."""
+    ended = 0
+    for call_id in await membership.overdue(svc.calls):
+        call = await membership.end_call(svc.calls, call_id, ended_by=None, reason="dropped")
+        if call is not None:
+            await finish_call(svc, call)
+            ended += 1
+    return ended
+
+
+class CallSweeper:
+    def __init__(self, svc: Services) -> None:
+        self.svc = svc
+        self._task: asyncio.Task[None] | None = None
+
+    async def _run(self) -> None:
+        while True:
+            await asyncio.sleep(self.svc.settings.call_sweep_interval_s)
+            try:
+                await sweep_calls(self.svc)
+            except Exception:  # noqa: BLE001 - keep sweeping
+                log.exception("calls.sweep_failed")
+
+    def start(self) -> None:
+        self._task = self._task or asyncio.create_task(self._run(), name="call-sweeper")
+
+    async def stop(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+            self._task = None
