@@ -175,3 +175,17 @@ class SimulatedMember:
         await self.received.close()
         if self.sio.connected:
             await self.sio.disconnect()
+
+
+def load_wav_48k(path: str, pad_s: float = 0.0) -> np.ndarray:
+    """A speech file as 48 kHz mono int16 (what a browser microphone sends), with `pad_s` of silence after it."""
+    resampler = av.AudioResampler(format="s16", layout="mono", rate=SAMPLE_RATE)
+    chunks = []
+    with av.open(path) as container:
+        for frame in container.decode(audio=0):
+            for out in resampler.resample(frame):
+                chunks.append(out.to_ndarray().reshape(-1))
+    for out in resampler.resample(None):
+        chunks.append(out.to_ndarray().reshape(-1))
+    pcm = np.concatenate(chunks).astype(np.int16)
+    return np.concatenate([pcm, np.zeros(int(pad_s * SAMPLE_RATE), dtype=np.int16)])

@@ -120,3 +120,18 @@ async def overdue(ctx: CallsContext) -> list[int]:
                 if row is not None and row.sid == m.sid:
                     row.sid, row.away_since = None, now
     return sorted({m.call_id for m in rows if m.away_since is not None and m.away_since + grace <= now})
+
+
+async def withdraw_recording(ctx: CallsContext, principal: Principal, call_id: int) -> tuple[Call, CallMember]:
+    """Recording and transcription stop for both members from now; the call itself goes on."""
+    now = ctx.clock.now()
+    async with ctx.db.transaction() as session:
+        call = await session.get(Call, call_id, with_for_update=True)
+        member = require_member(call, principal)
+        assert call is not None
+        require_open(call)
+        if call.recording_consent:
+            call.recording_consent = False
+            call.recording_withdrawn_at, call.recording_withdrawn_by = now, principal.user_id
+    log.info("call.recording_withdrawn", call_id=call_id, role=member.role)
+    return call, member

@@ -5,7 +5,7 @@ from __future__ import annotations
 import enum
 from datetime import datetime
 
-from sqlalchemy import Boolean, Enum, ForeignKey, Integer, String, Text, UniqueConstraint
+from sqlalchemy import Boolean, Enum, ForeignKey, Integer, String, Text, UniqueConstraint, false
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
 from core.db import Base, UTCDateTime
@@ -39,6 +39,9 @@ class Call(Base):
     ended_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
     ended_by: Mapped[int | None] = mapped_column(ForeignKey("users.id"), nullable=True)
     end_reason: Mapped[str | None] = mapped_column(String(32), nullable=True)
+    recording_withdrawn_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
+    recording_withdrawn_by: Mapped[int | None] = mapped_column(ForeignKey("users.id"), nullable=True)
+    transcript_complete: Mapped[bool] = mapped_column(Boolean, default=False, server_default=false())
 
     members: Mapped[list[CallMember]] = relationship(lazy="selectin", cascade="all, delete-orphan")
 

@@ -8,7 +8,7 @@ from core.errors import Conflict, Forbidden, NotFound
 
 
 def require_member(call: Call | None, principal: Principal) -> CallMember:
-    """Only the call's two members; to anyone else the call is forbidden (and reveals nothing)."""
+    """Only the call's two members; anyone else is refused with `forbidden` and sees nothing of the call."""
     if call is None:
         raise NotFound("there is no such call", code="not_found")
     member = call.member(principal.user_id)

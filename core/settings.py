@@ -99,6 +99,18 @@ class Settings:
     media_host_addresses: tuple[str, ...] = ()
     demo_client_email_domain: str = "demo.invalid"
 
+    whisper_model: str = ""
+    whisper_device: str = "cpu"
+    whisper_compute_type: str = "int8"
+    whisper_cpu_threads: int = 1
+    whisper_beam_size: int = 5
+    transcription_workers: int = 1
+    transcription_max_batch: int = 8
+    transcription_queue_max: int = 200
+    transcripts_to_client: bool = False
+    recording_retention_days: int = 30
+    media_queue_frames: int = 500
+
     socket_ping_interval_s: float = 5.0
     socket_ping_timeout_s: float = 10.0
     shutdown_timeout_s: float = 10.0

@@ -10,6 +10,7 @@ MODEL_MODULES = (
     "messaging.outbox",
     "calls.models",
     "pool.models",
+    "transcription.models",
 )
 
 

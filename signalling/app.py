@@ -35,7 +35,12 @@ from pool.sweeper import Sweeper
 from calls.context import CallsContext
 from media.addresses import use_host_addresses
 from media.hub import MediaHub
-from signalling.events.calls import CallSweeper
+from signalling.events.calls import CallSweeper, subscribe_media_bus
+from signalling.transcripts import CallMedia
+from transcription.backends import ThreadedBackend, TranscriptionBackend
+from transcription.decoder import Decoder
+from transcription.model import ModelSpec, load_model
+from transcription.options import DecodeOptions
 from signalling.events.pool import subscribe_bus
 from signalling.http import SERVICES, core_middleware
 from signalling.pool_rooms import SocketPoolBroadcast
@@ -97,10 +102,22 @@ def build_services(settings: Settings, *, clock: Clock | None = None, senders: d
     svc = Services(
         settings=settings, clock=clock, db=db, keyring=keyring, limiter=limiter, bus=bus, metrics=metrics,
         dispatcher=dispatcher, accounts=accounts, sio=sio, pool=pool, sweeper=Sweeper(pool, settings.pool_sweep_interval_s),
-        calls=calls, media=MediaHub(), redis=redis_client,
+        calls=calls, media=MediaHub(), transcriber=build_transcriber(settings), redis=redis_client,
     )
+    svc.call_media = CallMedia(svc)
+    svc.media.consumer_factory = svc.call_media.consumer
+    svc.transcriber.set_sink(svc.call_media.deliver)
     svc.background.append(CallSweeper(svc))
     return svc
+
+
+def build_transcriber(settings: Settings) -> TranscriptionBackend:
+    """Worker threads in this process (embedded); the Redis backend arrives with the worker processes."""
+    spec = ModelSpec(path=settings.whisper_model, device=settings.whisper_device, compute_type=settings.whisper_compute_type,
+                     cpu_threads=settings.whisper_cpu_threads, workers=settings.transcription_workers)
+    options = DecodeOptions(beam_size=settings.whisper_beam_size)
+    return ThreadedBackend(lambda: Decoder(load_model(spec), options), workers=settings.transcription_workers,
+                           max_batch=settings.transcription_max_batch, queue_max=settings.transcription_queue_max)
 
 
 async def _security_headers(request: web.Request, response: web.StreamResponse) -> None:
@@ -125,6 +142,7 @@ def create_app(settings: Settings, *, clock: Clock | None = None, senders: dict[
     svc.sio.attach(app)
     attach_socket_handlers(svc)
     subscribe_bus(svc)
+    subscribe_media_bus(svc)
     app.on_response_prepare.append(_security_headers)
     app.on_shutdown.append(_close_sockets)
     app.cleanup_ctx.append(_lifecycle)
@@ -137,10 +155,11 @@ async def _close_sockets(app: web.Application) -> None:
     svc = app[SERVICES]
     svc.stopping = True
     try:
-        await svc.sio.eio.disconnect()
+        if svc.sio.eio.sockets:
+            await asyncio.wait_for(svc.sio.eio.disconnect(), 3)
         await svc.sio.shutdown()
-    except Exception:  # noqa: BLE001 - shutting down regardless
-        log.exception("server.socket_close_failed")
+    except (Exception, asyncio.TimeoutError):  # noqa: BLE001 - shutting down regardless
+        log.warning("server.socket_close_incomplete")
 
 
 async def _lifecycle(app: web.Application) -> AsyncIterator[None]:
@@ -150,6 +169,7 @@ async def _lifecycle(app: web.Application) -> AsyncIterator[None]:
     await svc.bus.start()
     svc.dispatcher.start()
     svc.sweeper.start()
+    await svc.transcriber.start()
     for job in svc.background:
         job.start()
     presence_task = asyncio.create_task(_refresh_presence(svc), name="presence-refresh")
@@ -161,6 +181,8 @@ async def _lifecycle(app: web.Application) -> AsyncIterator[None]:
     for job in svc.background:
         await job.stop()
     await svc.media.close()
+    await svc.call_media.wait_idle()
+    await svc.transcriber.stop()
     await svc.dispatcher.stop()
     await svc.bus.stop()
     await svc.db.dispose()

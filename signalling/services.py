@@ -17,6 +17,7 @@ from core.settings import Settings
 from messaging.dispatcher import OutboxDispatcher
 from calls.context import CallsContext
 from media.hub import MediaHub
+from transcription.backends import TranscriptionBackend
 from pool.context import PoolContext
 from pool.sweeper import Sweeper
 from signalling.metrics import Metrics
@@ -38,8 +39,11 @@ class Services:
     sweeper: Sweeper
     calls: CallsContext
     media: MediaHub
+    transcriber: TranscriptionBackend
     redis: Any | None = None
     #: Set when the process begins a graceful shutdown.
     stopping: bool = False
     #: Periodic jobs started and stopped with the app (the call sweeper, ...).
     background: list[Any] = field(default_factory=list)
+    #: Recording and live transcription of calls in this process (signalling.transcripts.CallMedia).
+    call_media: Any = None

@@ -105,7 +105,7 @@ def create_socket_server(settings: Settings) -> socketio.AsyncServer:
 
 
 def error_ack(err: AppError) -> dict[str, Any]:
-    return {"ok": False, "error": {"code": err.code, "message": err.message}}
+    return {"ok": False, "error": err.to_dict()}
 
 
 async def principal_of(sio: socketio.AsyncServer, sid: str) -> Principal | None:

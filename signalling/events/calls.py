@@ -23,6 +23,7 @@ from signalling.services import Services
 from signalling.sockets import EVENTS
 
 log = get_logger("calls")
+MEDIA_STOP = "call.media_stop"
 
 
 def call_room(call_id: int) -> str:
@@ -115,8 +116,23 @@ async def media_offer(svc: Services, principal: Principal, sid: str, data: dict[
     if not call.recording_consent:
         raise Forbidden("this call is not recorded; no audio goes to the server", code="no_consent")
     sdp = validate_sdp(data, svc.settings.max_sdp_bytes)
-    answer = await svc.media.offer(call.id, principal.user_id, member.role, sdp)
+    since = call.started_at or call.created_at
+    offset_ms = max(0, int((svc.clock.now() - since).total_seconds() * 1000))
+    answer = await svc.media.offer(call.id, principal.user_id, member.role, sdp, offset_ms)
     return {"sdp": answer, "type": "answer"}
+
+
+@EVENTS.on("call.recording.withdraw", Access.user)
+async def withdraw_recording(svc: Services, principal: Principal, sid: str, data: dict[str, Any]) -> dict[str, Any]:
+    """Either member stops recording and transcription for both, from now on."""
+    only_fields(data, {"call_id"})
+    call, member = await membership.withdraw_recording(svc.calls, principal, call_id_of(data))
+    await svc.bus.publish(MEDIA_STOP, {"call_id": call.id})
+    payload = {"call_id": call.id, "active": False, "withdrawn_by": member.role}
+    await svc.sio.emit("call.recording", payload, room=call_room(call.id))
+    for m in call.members:
+        await svc.sio.emit("call.recording", payload, to=f"user:{m.user_id}")
+    return {"recording": False}
 
 
 @EVENTS.on("call.media.close", Access.user)
@@ -134,11 +150,10 @@ async def finish_call(svc: Services, call: Call) -> None:
     ended_by = next((m.role for m in call.members if m.user_id == call.ended_by), None)
     payload = {"call_id": call.id, "reason": call.end_reason, "ended_by": ended_by,
                "ended_at": call.ended_at.isoformat() if call.ended_at else None}
-    await svc.sio.emit("call.ended", payload, room=room)
     for member in call.members:
         await svc.sio.emit("call.ended", payload, to=f"user:{member.user_id}")
     await svc.sio.close_room(room)
-    await svc.media.close_call(call.id)
+    svc.call_media.finish_call(call.id)
     await call_ended(svc.pool, call.therapist_id, call.id)
 
 
@@ -185,3 +200,12 @@ class CallSweeper:
             with contextlib.suppress(asyncio.CancelledError):
                 await self._task
             self._task = None
+
+
+def subscribe_media_bus(svc: Services) -> None:
+    """Consent withdrawn: every process closes the call's audio links it holds."""
+
+    async def media_stop(payload: dict[str, Any]) -> None:
+        await svc.call_media.stop_call(int(payload["call_id"]))
+
+    svc.bus.subscribe(MEDIA_STOP, media_stop)

@@ -70,6 +70,7 @@ EVENT_ACCESS: dict[str, Access] = {
     "call.hangup": Access.user,
     "call.media.offer": Access.user,
     "call.media.close": Access.user,
+    "call.recording.withdraw": Access.user,
 }
 
 PARTIES = ("anonymous", "client", "pending_therapist", "therapist", "admin")

@@ -1,0 +1,28 @@
+"""The transcription backend interface."""
+
+from __future__ import annotations
+
+from typing import Awaitable, Callable, Protocol
+
+from transcription.decoder import Decoded
+from transcription.jobs import UtteranceJob
+
+ResultSink = Callable[[UtteranceJob, Decoded], Awaitable[None]]
+
+
+class TranscriptionBackend(Protocol):
+    def set_sink(self, sink: ResultSink) -> None:
+        """Where results go (store and deliver); called once by the server before `start`."""
+        ...
+
+    async def submit(self, job: UtteranceJob) -> None: ...
+
+    async def drain(self, call_id: int, timeout: float = 60.0) -> None:
+        """Wait until every submitted utterance of the call has a result (end of call)."""
+        ...
+
+    def backlog(self) -> int: ...
+
+    async def start(self) -> None: ...
+
+    async def stop(self) -> None: ...

@@ -1,0 +1,85 @@
+"""Decoding utterances with Whisper, several at once when several are waiting, with hallucination guards.
+
+Whisper pads every input to 30 s, so decoding utterances one by one spends most of the time on padding; the
+encoder and decoder of CTranslate2 take a batch, which is the lever for throughput. Silence never reaches here
+(the VAD cuts it out); what Whisper still makes up is dropped by its no-speech probability, its compression ratio
+(repetition) and a list of phrases it is known to invent on near-silence.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from dataclasses import dataclass
+from typing import Sequence
+
+import numpy as np
+from faster_whisper import WhisperModel
+from faster_whisper.audio import pad_or_trim
+from faster_whisper.tokenizer import Tokenizer
+from faster_whisper.transcribe import get_compression_ratio, get_suppressed_tokens
+
+from transcription.options import DecodeOptions
+
+KNOWN_INVENTIONS = {"thank you", "thanks for watching", "thank you for watching", "you", "bye", "so", "okay"}
+
+
+@dataclass(frozen=True)
+class Decoded:
+    text: str
+    confidence: float
+    no_speech_prob: float
+    compression_ratio: float
+    kept: bool
+    why_dropped: str = ""
+
+
+def _plain(text: str) -> str:
+    return re.sub(r"[^a-z ]", "", text.lower()).strip()
+
+
+class Decoder:
+    """Turns 16 kHz float32 utterances into text with one shared model."""
+
+    def __init__(self, model: WhisperModel, options: DecodeOptions | None = None) -> None:
+        self.model = model
+        self.o = options or DecodeOptions()
+        self.tokenizer = Tokenizer(model.hf_tokenizer, model.model.is_multilingual, task="transcribe",
+                                   language=self.o.language)
+        self.suppress = get_suppressed_tokens(self.tokenizer, [-1])
+
+    def prompt_tokens(self, previous_text: str) -> list[int]:
+        words = previous_text.split()[-self.o.prompt_words:]
+        previous = self.tokenizer.encode(" " + " ".join(words)) if words else []
+        return self.model.get_prompt(self.tokenizer, previous, without_timestamps=True)
+
+    def decode(self, audios: Sequence[np.ndarray], previous_texts: Sequence[str]) -> list[Decoded]:
+        """Decode a batch (blocking: call from a worker thread)."""
+        if not audios:
+            return []
+        features = np.stack([pad_or_trim(self.model.feature_extractor(a)) for a in audios])
+        encoded = self.model.encode(features)
+        prompts = [self.prompt_tokens(p) for p in previous_texts]
+        results = self.model.model.generate(
+            encoded, prompts, beam_size=self.o.beam_size, max_length=self.model.max_length, return_scores=True,
+            return_no_speech_prob=True, suppress_blank=True, suppress_tokens=self.suppress,
+        )
+        return [self._judge(r) for r in results]
+
+    def _judge(self, result: object) -> Decoded:
+        tokens = result.sequences_ids[0]  # type: ignore[attr-defined]
+        text = self.tokenizer.decode(tokens).strip()
+        avg_logprob = result.scores[0] * (len(tokens) ** 1.0) / (len(tokens) + 1)  # type: ignore[attr-defined]
+        no_speech = float(result.no_speech_prob)  # type: ignore[attr-defined]
+        ratio = get_compression_ratio(text) if text else 0.0
+        confidence = round(math.exp(min(0.0, avg_logprob)), 3)
+        why = ""
+        if not text:
+            why = "empty"
+        elif no_speech > self.o.no_speech_threshold and avg_logprob < self.o.log_prob_threshold:
+            why = "no_speech"
+        elif ratio > self.o.compression_ratio_threshold:
+            why = "repetition"
+        elif _plain(text) in KNOWN_INVENTIONS and (no_speech > 0.3 or confidence < 0.5):
+            why = "invention"
+        return Decoded(text if not why else "", confidence, no_speech, ratio, not why, why)
