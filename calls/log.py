@@ -43,7 +43,8 @@ async def call_detail(ctx: CallsContext, principal: Principal, call_id: int) -> 
         assert call is not None
         other = await session.get(User, call.client_id if member.role == "therapist" else call.therapist_id)
     assert other is not None
-    out = {**_row(call, other), "chat": await chat.history(ctx, call_id), "transcript": []}
+    out = {**_row(call, other), "chat": await chat.history(ctx, call_id),
+           "transcript_complete": call.transcript_complete}
     if member.role == "therapist":
         out["notes"] = await notes.read(ctx, principal, call_id)
     return out

@@ -90,8 +90,13 @@ class Database:
 
     @asynccontextmanager
     async def transaction(self) -> AsyncIterator[AsyncSession]:
-        """A session inside one transaction: committed on success, rolled back on error."""
+        """A session inside one transaction: committed on success, rolled back on error. Rows read with
+        `with_for_update` stay locked until it ends (on SQLite the whole database is write-locked from the start)."""
         async with self.sessions() as session, session.begin():
+            if self.dialect == "sqlite":
+                # SQLite ignores SELECT ... FOR UPDATE: take the write lock up front instead, so a read-then-write
+                # here is as safe as with PostgreSQL's row locks.
+                await session.execute(text("BEGIN IMMEDIATE"))
             yield session
 
     async def ping(self) -> None:

@@ -110,6 +110,13 @@ class Settings:
     transcripts_to_client: bool = False
     recording_retention_days: int = 30
     media_queue_frames: int = 500
+    #: "threads": decode in this process; "redis" (needs REDIS_URL): utterances go to a Redis Stream consumed by
+    #: `python -m transcription.worker` processes, and results come back to whichever server process is free.
+    transcription_backend: Literal["threads", "redis"] = "threads"
+    #: Most utterances waiting in the Redis Stream (all processes together); more are dropped, counted and logged.
+    transcription_stream_max: int = 1000
+    #: A worker's (or server process's) pending entries idle this long are taken over by another (it died).
+    transcription_claim_idle_ms: int = 10_000
 
     socket_ping_interval_s: float = 5.0
     socket_ping_timeout_s: float = 10.0

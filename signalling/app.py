@@ -112,7 +112,17 @@ def build_services(settings: Settings, *, clock: Clock | None = None, senders: d
 
 
 def build_transcriber(settings: Settings) -> TranscriptionBackend:
-    """Worker threads in this process (embedded); the Redis backend arrives with the worker processes."""
+    """Worker threads in this process (embedded), or, with `transcription_backend = "redis"`, a Redis Stream consumed
+    by `python -m transcription.worker` processes (this process then loads no model)."""
+    if settings.transcription_backend == "redis":
+        from core.errors import ConfigError
+        from transcription.backends.redis import RedisBackend
+
+        if not settings.redis_url:
+            raise ConfigError("THERAPY_TRANSCRIPTION_BACKEND=redis needs REDIS_URL")
+        return RedisBackend.from_url(settings.redis_url, settings.redis_prefix,
+                                     stream_max=settings.transcription_stream_max,
+                                     claim_idle_ms=settings.transcription_claim_idle_ms)
     spec = ModelSpec(path=settings.whisper_model, device=settings.whisper_device, compute_type=settings.whisper_compute_type,
                      cpu_threads=settings.whisper_cpu_threads, workers=settings.transcription_workers)
     options = DecodeOptions(beam_size=settings.whisper_beam_size)

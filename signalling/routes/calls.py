@@ -6,6 +6,9 @@ from aiohttp import web
 
 from accounts.principal import Principal
 from calls import log, notes, testcalls
+from calls.membership import load_call
+from transcription.access import may_read_transcript
+from transcription.store import log_access, transcript
 from signalling.access import Access
 from signalling.http import endpoint, json_response, read_json, services
 from signalling.routes.params import path_id
@@ -24,7 +27,15 @@ async def list_calls(request: web.Request, principal: Principal | None) -> web.R
 @endpoint(Access.user)
 async def call_detail(request: web.Request, principal: Principal | None) -> web.Response:
     assert principal is not None
-    return json_response(await log.call_detail(services(request).calls, principal, path_id(request)))
+    svc = services(request)
+    call_id = path_id(request)
+    detail = await log.call_detail(svc.calls, principal, call_id)
+    if may_read_transcript(await load_call(svc.calls, call_id), principal, svc.settings):
+        detail["transcript"] = await transcript(svc.db, svc.keyring, call_id)
+        await log_access(svc.db, svc.clock, user_id=principal.user_id, call_id=call_id, action="read")
+    else:
+        detail.pop("transcript", None)
+    return json_response(detail)
 
 
 @routes.get("/api/calls/{id}/notes")

@@ -48,9 +48,18 @@ ROUTES: dict[tuple[str, str], Access] = {
     ("PUT", "/api/calls/{id}/notes"): Access.therapist,
     ("GET", "/api/clients"): Access.therapist,
     ("POST", "/api/admin/test-calls"): Access.admin,
+    ("GET", "/api/calls/{id}/transcript"): Access.user,
+    ("GET", "/api/transcripts/search"): Access.therapist,
+    ("GET", "/api/calls/{id}/recordings"): Access.therapist,
+    ("GET", "/api/calls/{id}/recordings/{recording_id}"): Access.therapist,
 }
 #: Infrastructure, not application endpoints: the page shell, static files and the Socket.IO transport itself.
 INFRASTRUCTURE = {("GET", "/"), ("GET", "/static"), ("GET", "/socket.io/"), ("POST", "/socket.io/"), ("OPTIONS", "/socket.io/")}
+#: The browser client's pages (static HTML, public: they hold no data) and its npm packages (signalling/routes/pages.py);
+#: the vendor folder is a static route, or a route that answers 503 while `npm ci` has not run.
+INFRASTRUCTURE |= {("GET", path) for path in (
+    "/signin", "/verify-email", "/reset-password", "/guardian-consent", "/dashboard", "/home", "/calls", "/calls/{id}",
+    "/call/{id}", "/admin", "/vendor/socket.io-client", "/vendor/socket.io-client/{path}")}
 
 EVENT_ACCESS: dict[str, Access] = {
     "session.whoami": Access.user,
@@ -135,7 +144,8 @@ async def test_every_route_refuses_the_wrong_party(guarded_server: RunningServer
     server = guarded_server
     parties = await make_parties(server, http)
     for (method, path), access in ROUTES.items():
-        url = server.url + path.replace("{id}", str(parties["client"].id)).replace("{code}", "ABCDEFGH")
+        url = server.url + path.replace("{id}", str(parties["client"].id)).replace("{code}", "ABCDEFGH").replace(
+            "{recording_id}", "1")
         for party in PARTIES:
             headers = {}
             if party != "anonymous":
