@@ -65,16 +65,30 @@ def make_engine(url: str, **kwargs: Any) -> AsyncEngine:
 
         return engine
     kwargs.setdefault("pool_size", 10)
-    kwargs.setdefault("max_overflow", 20)
+    kwargs.setdefault("max_overflow", 5)
     kwargs.setdefault("pool_pre_ping", True)
+    if _loopback_host(url) and "ssl" not in url:
+        # asyncpg's default `ssl=prefer` builds an SSL context for every new connection; on loopback it is waste.
+        kwargs.setdefault("connect_args", {"ssl": False})
     return create_async_engine(url, **kwargs)
+
+
+def _loopback_host(url: str) -> bool:
+    from sqlalchemy.engine import make_url
+
+    return make_url(url).host in ("127.0.0.1", "localhost", "::1")
 
 
 class Database:
     """Holds the engine and hands out sessions; one per process."""
 
-    def __init__(self, url: str, **engine_kwargs: Any) -> None:
+    def __init__(self, url: str, *, pool_size: int | None = None, max_overflow: int | None = None, **engine_kwargs: Any) -> None:
         self.url = url
+        if not is_sqlite(url):
+            if pool_size is not None:
+                engine_kwargs["pool_size"] = pool_size
+            if max_overflow is not None:
+                engine_kwargs["max_overflow"] = max_overflow
         self.engine = make_engine(url, **engine_kwargs)
         self.sessions = async_sessionmaker(self.engine, expire_on_commit=False)
 

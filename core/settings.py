@@ -46,6 +46,8 @@ class Settings:
     allowed_origins: tuple[str, ...] = ()
     trusted_proxies: tuple[str, ...] = ()
     migrate_on_start: bool = True
+    db_pool_size: int = 10
+    db_max_overflow: int = 5
     log_level: str = "info"
     log_json: bool | None = None
 

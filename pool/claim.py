@@ -7,23 +7,25 @@ round already decided, so the database stays the record even if the claim store 
 
 from __future__ import annotations
 
+import asyncio
 from datetime import timedelta
 from typing import Any, Mapping
 
 from sqlalchemy import exists, select
 
-from accounts.models import TherapistProfile, User
+from accounts.models import ApplicationStatus, TherapistProfile, User
 from accounts.principal import Principal
 from calls.models import Call, CallStatus
-from core.errors import AppError, Conflict, NotFound
+from core.errors import AppError, Conflict, Forbidden, NotFound
 from core.logging import get_logger
 from core.validation import integer, only_fields
 from pool.claims import ClaimResult
 from pool.context import PoolContext
-from pool.eligibility import require_may_take
+from pool.eligibility import matches, require_may_take
 from pool.models import OfferOutcome, PoolOffer, PoolRequest, RequestStatus
 from pool.offers import publish_to_client
 from pool.representation import for_therapist
+from pool.states import RequestState
 from pool.transitions import declined_by, move
 
 log = get_logger("pool")
@@ -40,16 +42,19 @@ def _state_error(req: PoolRequest) -> AppError:
 class Recorder:
     """Writes the winner's offer; a separate object so a test can swap in a careless one and watch the race test fail."""
 
-    async def record(self, ctx: PoolContext, req: PoolRequest, therapist_id: int) -> PoolRequest:
+    async def record(self, ctx: PoolContext, request_id: int, round: int, therapist_id: int) -> PoolRequest:
         now = ctx.clock.now()
         async with ctx.db.transaction() as session:
-            fresh = await session.get(PoolRequest, req.id)
+            fresh = await session.get(PoolRequest, request_id)
             if fresh is None:
                 raise NotFound("there is no such request", code="not_found")
             if fresh.status is not RequestStatus.open:
                 raise _state_error(fresh)
-            if fresh.round != req.round:
+            if fresh.round != round:
                 raise Conflict("another therapist accepted this request first", code="taken")
+            profile = await session.get(TherapistProfile, therapist_id)
+            if profile is None or profile.status is not ApplicationStatus.approved or not profile.available:
+                raise Forbidden("you are not available for requests", code="not_available")
             busy = await session.scalar(select(
                 exists().where(Call.therapist_id == therapist_id, Call.status == CallStatus.open)
                 | exists().where(PoolRequest.offered_to == therapist_id, PoolRequest.status == RequestStatus.offered)
@@ -68,10 +73,8 @@ class Recorder:
 RECORDER = Recorder()
 
 
-async def accept_request(ctx: PoolContext, principal: Principal, data: Mapping[str, Any]) -> dict[str, Any]:
-    """A therapist's accept: `ok` with the offer for the winner; `taken`, `busy`, `expired`, ... for everyone else."""
-    only_fields(data, {"request_id"})
-    request_id = integer(data, "request_id", minimum=1, maximum=2**62)
+async def _check_slowly(ctx: PoolContext, principal: Principal, request_id: int) -> RequestState:
+    """Read the request and the therapist from the database (and remember both for the next accepts)."""
     async with ctx.db.session() as session:
         req = await session.get(PoolRequest, request_id)
         profile = await session.get(TherapistProfile, principal.user_id)
@@ -79,26 +82,62 @@ async def accept_request(ctx: PoolContext, principal: Principal, data: Mapping[s
             raise NotFound("there is no such request", code="not_found")
         if req.status is not RequestStatus.open:
             raise _state_error(req)
-        require_may_take(profile, req, await declined_by(session, req.id))
+        declined = await declined_by(session, req.id)
+    if profile is not None:
+        ctx.memory.remember_profile(profile)
+    require_may_take(profile, req, declined)
+    return await ctx.memory.remember(req, declined)
 
-    result = await ctx.claims.claim_round(req.id, req.round, principal.user_id, ctx.round_ttl_s, ctx.offer_hold_s)
+
+def _check_quickly(ctx: PoolContext, principal: Principal, request_id: int) -> RequestState | None:
+    """The same checks from what this process remembers; None when it does not know enough."""
+    state, me = ctx.memory.request(request_id), ctx.memory.eligibility(principal.user_id)
+    if state is None or me is None or not state.open:
+        return None
+    if not me.approved:
+        raise Forbidden("your therapist application has not been approved yet", code="not_approved")
+    if not me.available:
+        raise Forbidden("set yourself as available to take requests", code="not_available")
+    if not matches(state.expertise, me.expertise):
+        raise NotFound("there is no such request", code="not_found")
+    if principal.user_id in state.declined:
+        raise Forbidden("the client chose someone else for this request", code="declined")
+    return state
+
+
+async def accept_request(ctx: PoolContext, principal: Principal, data: Mapping[str, Any]) -> dict[str, Any]:
+    """A therapist's accept: `ok` with the offer for the winner; `taken`, `busy`, `expired`, ... for everyone else.
+    In a race, the losers are answered from memory and the claim store alone."""
+    only_fields(data, {"request_id"})
+    request_id = integer(data, "request_id", minimum=1, maximum=2**62)
+    state = _check_quickly(ctx, principal, request_id) or await _check_slowly(ctx, principal, request_id)
+
+    result = await ctx.claims.claim_round(state.id, state.round, principal.user_id, ctx.round_ttl_s, ctx.offer_hold_s)
     if result is ClaimResult.taken:
         raise Conflict("another therapist accepted this request first", code="taken")
     if result is ClaimResult.busy:
         raise Conflict("finish your current offer or call first", code="busy")
 
     try:
-        offered = await RECORDER.record(ctx, req, principal.user_id)
+        offered = await RECORDER.record(ctx, state.id, state.round, principal.user_id)
     except AppError:
-        await ctx.claims.release(principal.user_id, f"offer:{req.id}")
-        await ctx.claims.release_round(req.id, req.round, f"therapist:{principal.user_id}")
+        await ctx.claims.release(principal.user_id, f"offer:{state.id}")
+        await ctx.claims.release_round(state.id, state.round, f"therapist:{principal.user_id}")
         raise
-    log.info("pool.claimed", request_id=req.id, round=req.round, therapist_id=principal.user_id)
-    await ctx.broadcast.to_dashboards((), "pool.request_removed", {"request_id": req.id, "reason": "taken"})
-    await publish_to_client(ctx, offered)
+    log.info("pool.claimed", request_id=state.id, round=state.round, therapist_id=principal.user_id)
+    # The winner's ack goes out first; every dashboard drops the request and the client sees the offer right after.
+    asyncio.get_running_loop().create_task(_announce(ctx, offered, state))
     async with ctx.db.session() as session:
         client = await session.get(User, offered.client_id)
     assert client is not None and offered.offer_expires_at is not None
     return {"offer": {"request": for_therapist(offered, client, ctx.keyring),
                       "expires_at": offered.offer_expires_at.isoformat()}}
 
+
+async def _announce(ctx: PoolContext, offered: PoolRequest, state: RequestState) -> None:
+    try:
+        await ctx.broadcast.to_dashboards((), "pool.request_removed", {"request_id": state.id, "reason": "taken"})
+        await ctx.memory.remember(offered, state.declined)
+        await publish_to_client(ctx, offered)
+    except Exception:  # noqa: BLE001 - the offer stands; the client can still ask with pool.state
+        log.exception("pool.announce_failed", request_id=state.id)

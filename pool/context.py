@@ -12,6 +12,7 @@ from core.settings import Settings
 from pool.claims import ClaimStore
 from pool.ports import Notifier, PoolBroadcast
 from pool.presence import PresenceStore
+from pool.states import PoolMemory
 
 
 @dataclass
@@ -25,6 +26,7 @@ class PoolContext:
     presence: PresenceStore
     broadcast: PoolBroadcast
     notifier: Notifier
+    memory: PoolMemory
 
     @property
     def round_ttl_s(self) -> float:

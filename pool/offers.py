@@ -66,7 +66,10 @@ async def end_offer(ctx: PoolContext, request_id: int, round: int, outcome: Offe
             return None
         if offer is not None:
             offer.outcome, offer.decided_at = outcome, now
+        await session.flush()
         await session.refresh(req)
+        declined = await declined_by(session, req.id)
+    await ctx.memory.remember(req, declined)
     if therapist_id is not None:
         await ctx.claims.release(therapist_id, f"offer:{request_id}")
         await ctx.broadcast.to_user(therapist_id, "pool.offer_updated", {"request_id": request_id, "outcome": outcome.value})
@@ -99,6 +102,7 @@ async def accept_offer(ctx: PoolContext, req: PoolRequest, *, recording_consent:
         if offer is not None:
             offer.outcome, offer.decided_at, offer.terms_version = OfferOutcome.accepted, now, ctx.settings.terms_version
         await session.refresh(fresh)
+    await ctx.memory.remember(fresh, [])
     await ctx.claims.hold(therapist_id, f"call:{call.id}", ctx.settings.therapist_busy_ttl_s)
     summary = call_summary(call)
     await ctx.broadcast.to_user(therapist_id, "pool.offer_updated",

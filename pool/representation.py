@@ -19,13 +19,15 @@ def notes_aad(req: PoolRequest) -> str:
     return f"pool_request.notes:{req.client_id}"
 
 
-def for_therapist(req: PoolRequest, client: User, keyring: Keyring) -> dict[str, Any]:
-    """A dashboard card: the client's summary and their own words."""
+def for_therapist(req: PoolRequest, client: User, keyring: Keyring, words: tuple[str, str] | None = None) -> dict[str, Any]:
+    """A dashboard card: the client's summary and their own words (`words` = (reason, notes) when already at hand)."""
+    reason, notes = words or (keyring.decrypt_text(req.reason_enc, reason_aad(req)),
+                              keyring.decrypt_text(req.notes_enc, notes_aad(req)))
     return {
         "id": req.id,
         "client": {"id": client.id, "display_name": client.display_name, "minor": req.minor},
-        "reason": keyring.decrypt_text(req.reason_enc, reason_aad(req)),
-        "notes": keyring.decrypt_text(req.notes_enc, notes_aad(req)),
+        "reason": reason,
+        "notes": notes,
         "expertise": list(req.expertise),
         "minor": req.minor,
         "created_at": req.created_at.isoformat(),

@@ -9,7 +9,7 @@ from typing import Any, Mapping
 from sqlalchemy import desc, select
 from sqlalchemy.exc import IntegrityError
 
-from accounts.models import ClientProfile
+from accounts.models import ClientProfile, User
 from accounts.policy import is_minor, require_can_start_session
 from accounts.principal import Principal
 from core.errors import Conflict, Invalid, NotFound, RateLimited
@@ -18,20 +18,13 @@ from core.validation import boolean, integer, only_fields, string_list, text
 from pool.context import PoolContext
 from pool.eligibility import available_therapists, require_own_request
 from pool.models import ACTIVE_STATUSES, OfferOutcome, PoolRequest, RequestStatus
-from pool.offers import accept_offer, client_view, end_offer, publish_to_client, publish_to_pool
-from pool.representation import notes_aad, reason_aad
+from pool.offers import accept_offer, client_view, end_offer, publish_to_client
+from pool.representation import for_therapist, notes_aad, reason_aad
 from pool.transitions import move
 
 log = get_logger("pool")
 MAX_REASON = 500
 MAX_NOTES = 2000
-
-
-async def _active_request(ctx: PoolContext, client_id: int) -> PoolRequest | None:
-    async with ctx.db.session() as session:
-        return await session.scalar(
-            select(PoolRequest).where(PoolRequest.client_id == client_id, PoolRequest.status.in_(ACTIVE_STATUSES))
-        )
 
 
 async def create_request(ctx: PoolContext, principal: Principal, data: Mapping[str, Any]) -> dict[str, Any]:
@@ -43,10 +36,13 @@ async def create_request(ctx: PoolContext, principal: Principal, data: Mapping[s
     now = ctx.clock.now()
     async with ctx.db.session() as session:
         profile = await session.get(ClientProfile, principal.user_id)
-    if profile is None:
+        client = await session.get(User, principal.user_id)
+        active = await session.scalar(select(PoolRequest.id).where(
+            PoolRequest.client_id == principal.user_id, PoolRequest.status.in_(ACTIVE_STATUSES)))
+    if profile is None or client is None:
         raise NotFound("only clients can ask for a session", code="not_found")
     require_can_start_session(profile, now)
-    if await _active_request(ctx, principal.user_id) is not None:
+    if active is not None:
         raise Conflict("you already have a request waiting", code="already_open")
     wait = await ctx.limiter.hit(f"pool.request:{principal.user_id}", ctx.settings.requests_per_client,
                                  ctx.settings.requests_window_s)
@@ -64,9 +60,10 @@ async def create_request(ctx: PoolContext, principal: Principal, data: Mapping[s
             session.add(req)
     except IntegrityError:
         raise Conflict("you already have a request waiting", code="already_open") from None
+    card = for_therapist(req, client, ctx.keyring, words=(reason, notes))
+    await ctx.broadcast.to_dashboards(expertise, "pool.request_added", {"request": card})
     log.info("pool.requested", request_id=req.id, minor=req.minor, expertise=len(expertise))
-
-    await publish_to_pool(ctx, req)
+    await ctx.memory.remember(req, [])
     candidates = await available_therapists(ctx, expertise)
     online = len(await ctx.presence.online(candidates))
     asyncio.get_running_loop().create_task(_alert(ctx, candidates, req.id))
@@ -93,6 +90,7 @@ async def cancel_request(ctx: PoolContext, principal: Principal, data: Mapping[s
                     moved = await move(session, req, RequestStatus.cancelled, closed_at=ctx.clock.now())
                 if moved:
                     req.status = RequestStatus.cancelled
+                    await ctx.memory.remember(req, [])
                     await ctx.broadcast.to_dashboards((), "pool.request_removed", {"request_id": req.id, "reason": "cancelled"})
                     log.info("pool.cancelled", request_id=req.id)
                     return {"request": await publish_to_client(ctx, req)}

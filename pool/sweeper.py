@@ -39,6 +39,7 @@ async def sweep(ctx: PoolContext) -> dict[str, int]:
         if not moved:
             continue
         req.status = RequestStatus.expired
+        await ctx.memory.remember(req, [])
         expired += 1
         log.info("pool.expired", request_id=req.id)
         await ctx.broadcast.to_dashboards((), "pool.request_removed", {"request_id": req.id, "reason": "expired"})

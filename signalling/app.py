@@ -41,7 +41,8 @@ from transcription.backends import ThreadedBackend, TranscriptionBackend
 from transcription.decoder import Decoder
 from transcription.model import ModelSpec, load_model
 from transcription.options import DecodeOptions
-from signalling.events.pool import subscribe_bus
+from pool.states import PoolMemory
+from signalling.events.pool import REQUEST_STATE, subscribe_bus
 from signalling.http import SERVICES, core_middleware
 from signalling.pool_rooms import SocketPoolBroadcast
 from signalling.metrics import Metrics
@@ -77,7 +78,7 @@ def build_services(settings: Settings, *, clock: Clock | None = None, senders: d
     settings = with_generated_secrets(settings)
     clock = clock or SystemClock()
     settings.data_dir.mkdir(parents=True, exist_ok=True)
-    db = Database(settings.effective_database_url)
+    db = Database(settings.effective_database_url, pool_size=settings.db_pool_size, max_overflow=settings.db_max_overflow)
     keyring = Keyring.from_spec(settings.encryption_keys)
     redis_client = aioredis.from_url(settings.redis_url) if settings.redis_url else None
     if redis_client is not None:
@@ -95,8 +96,9 @@ def build_services(settings: Settings, *, clock: Clock | None = None, senders: d
     sio = create_socket_server(settings)
     notifier = OutboxSmsNotifier(db, keyring, clock, limiter, throttle_s=settings.sms_throttle_s,
                                  dashboard_url=settings.effective_public_url + "/", kick=dispatcher.kick)
+    memory = PoolMemory(publish=lambda state: bus.publish(REQUEST_STATE, state))
     pool = PoolContext(db=db, keyring=keyring, clock=clock, settings=settings, limiter=limiter, claims=claims,
-                       presence=presence, broadcast=SocketPoolBroadcast(sio, presence), notifier=notifier)
+                       presence=presence, broadcast=SocketPoolBroadcast(sio, presence), notifier=notifier, memory=memory)
     calls = CallsContext(db=db, keyring=keyring, clock=clock, settings=settings, limiter=limiter, presence=presence)
     use_host_addresses(settings.media_host_addresses)
     svc = Services(

@@ -19,6 +19,7 @@ from signalling.services import Services
 from signalling.sockets import EVENTS
 
 log = get_logger("pool")
+REQUEST_STATE = "pool.request_state"
 SNAPSHOT_DELAY_S = 0.05
 
 
@@ -95,6 +96,11 @@ async def leave_pool(svc: Services, principal: Principal, sid: str) -> None:
 
 def subscribe_bus(svc: Services) -> None:
     async def rooms_changed(payload: dict[str, Any]) -> None:
+        svc.pool.memory.forget_profile(int(payload["user_id"]))
         await sync_local_rooms(svc.sio, svc.db, int(payload["user_id"]))
 
+    async def request_state(payload: dict[str, Any]) -> None:
+        svc.pool.memory.apply(payload)
+
     svc.bus.subscribe(ROOMS_CHANGED, rooms_changed)
+    svc.bus.subscribe(REQUEST_STATE, request_state)

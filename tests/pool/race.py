@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import collections
+import random
 from dataclasses import dataclass, field
 from typing import Any, Callable, Sequence
 
@@ -43,8 +44,9 @@ async def race(
             sock.next("pool.request_added", lambda d: d["request"]["id"] == request_id, timeout=timeout)
             for _, sock in therapists
         ))
-        acks = await asyncio.gather(*(sock.call("pool.accept", {"request_id": request_id}) for _, sock in therapists))
-        result = RaceResult(request_id, {user.id: a for (user, _), a in zip(therapists, acks)})
+        order = random.sample(list(therapists), len(therapists))  # who fires first changes from round to round
+        acks = await asyncio.gather(*(sock.call("pool.accept", {"request_id": request_id}) for _, sock in order))
+        result = RaceResult(request_id, {user.id: a for (user, _), a in zip(order, acks)})
         if result.winners:
             update = await client.next(
                 "pool.request_updated", lambda d: d["request"]["id"] == request_id and d["request"]["status"] == "offered",

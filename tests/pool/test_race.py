@@ -53,9 +53,9 @@ class NonAtomicClaimStore(MemoryClaimStore):
 class CarelessRecorder(claim.Recorder):
     """Test-only: records the offer without checking the round is still open (no second line of defence)."""
 
-    async def record(self, ctx: PoolContext, req: PoolRequest, therapist_id: int) -> PoolRequest:
+    async def record(self, ctx: PoolContext, request_id: int, round: int, therapist_id: int) -> PoolRequest:
         async with ctx.db.transaction() as session:
-            fresh = await session.get(PoolRequest, req.id)
+            fresh = await session.get(PoolRequest, request_id)
             assert fresh is not None
             fresh.status, fresh.offered_to, fresh.offer_expires_at = RequestStatus.offered, therapist_id, ctx.clock.now()
         return fresh
@@ -86,8 +86,7 @@ async def test_database_refuses_a_second_offer_for_a_round(server: RunningServer
     ack_ctx = server.services.pool
     await ack_ctx.claims.claim_round(req.id, req.round, therapists[1][0].id, 60, 60)
     with pytest.raises(Exception) as err:
-        await claim.RECORDER.record(ack_ctx, PoolRequest(id=req.id, round=req.round, status=RequestStatus.open,
-                                                         client_id=req.client_id), therapists[1][0].id)
+        await claim.RECORDER.record(ack_ctx, req.id, req.round, therapists[1][0].id)
     assert getattr(err.value, "code", None) == "taken"
     async with server.services.db.transaction() as session:
         fresh = await session.get(PoolRequest, request_id)
