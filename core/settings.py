@@ -110,6 +110,8 @@ class Settings:
     transcription_max_batch: int = 8
     transcription_queue_max: int = 200
     transcripts_to_client: bool = False
+    #: With recording consent, audio is recorded and (when this is on) transcribed live.
+    transcription_enabled: bool = True
     recording_retention_days: int = 30
     media_queue_frames: int = 500
     #: "threads": decode in this process; "redis" (needs REDIS_URL): utterances go to a Redis Stream consumed by

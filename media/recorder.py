@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import fractions
 import io
-import time
 from pathlib import Path
 from typing import BinaryIO
 
@@ -46,7 +45,7 @@ class OggOpusRecorder:
         self._stream = self._container.add_stream("libopus", rate=48000)
         self._stream.layout = "mono"
         self._pts = 0
-        self._last_flush = time.monotonic()
+        self._flushed_at_pts = 0
         self.closed = False
 
     def write(self, pcm: np.ndarray) -> None:
@@ -57,10 +56,10 @@ class OggOpusRecorder:
         self._pts += frame.samples
         for packet in self._stream.encode(frame):
             self._container.mux(packet)
-        if time.monotonic() - self._last_flush >= FLUSH_EVERY_S:
-            self._writer.flush_chunk()
+        if self._pts - self._flushed_at_pts >= SAMPLE_RATE * FLUSH_EVERY_S:
+            self._writer.flush_chunk()  # each second of audio is durable on its own
             self._raw.flush()
-            self._last_flush = time.monotonic()
+            self._flushed_at_pts = self._pts
 
     @property
     def seconds(self) -> float:

@@ -110,6 +110,7 @@ def build_services(settings: Settings, *, clock: Clock | None = None, senders: d
     svc.media.consumer_factory = svc.call_media.consumer
     svc.transcriber.set_sink(svc.call_media.deliver)
     svc.background.append(CallSweeper(svc))
+    metrics.watch(svc)
     return svc
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 from datetime import timedelta
+from pathlib import Path
 from typing import Any
 
 from sqlalchemy import func, select, update
@@ -70,9 +71,11 @@ class CallMedia:
         recorder = await asyncio.get_running_loop().run_in_executor(
             None, OggOpusRecorder, path, svc.keyring, recording_aad(call_id, role))
         sinks.append(TrackedRecorderSink(recorder, svc, row.id))
-        stream = SpeakerStream(svc.transcriber, call_id=call_id, speaker_role=role, speaker_id=user_id, offset_ms=offset_ms)
-        self.streams[(call_id, role)] = stream
-        sinks.append(stream)
+        if svc.settings.transcription_enabled:
+            stream = SpeakerStream(svc.transcriber, call_id=call_id, speaker_role=role, speaker_id=user_id,
+                                   offset_ms=offset_ms)
+            self.streams[(call_id, role)] = stream
+            sinks.append(stream)
         return SpeakerPipeline(sinks, queue_frames=svc.settings.media_queue_frames, label=f"{call_id}:{role}")
 
     async def deliver(self, job: UtteranceJob, decoded: Decoded) -> None:
@@ -120,3 +123,62 @@ class CallMedia:
         """Wait for every call being finished (tests, shutdown)."""
         while self._finishing:
             await asyncio.gather(*list(self._finishing), return_exceptions=True)
+
+
+RECOVER_AFTER = timedelta(minutes=2)
+
+
+async def recover_interrupted(svc: Any) -> int:
+    """Finish the transcripts of calls whose server process stopped mid-call: the recordings it left behind (never
+    finalised, readable up to their last chunk) are cut and transcribed again, skipping what was already stored.
+    Only recordings of calls that ended a while ago are touched, so a live process's recordings are left alone."""
+    from calls.models import CallStatus
+    from media.recorder import read_recording
+    from transcription.models import TranscriptSegment
+    from transcription.segmenter import Segmenter
+
+    cutoff = svc.clock.now() - RECOVER_AFTER
+    async with svc.db.session() as session:
+        rows = (await session.execute(
+            select(Recording, Call).join(Call, Call.id == Recording.call_id).where(
+                Recording.status == "recording", Call.status == CallStatus.ended, Call.ended_at <= cutoff)
+        )).all()
+    recovered = 0
+    loop = asyncio.get_running_loop()
+    for rec, call in rows:
+        audio, _ = await loop.run_in_executor(None, read_recording, Path(rec.path), svc.keyring,
+                                              recording_aad(rec.call_id, rec.speaker_role))
+        async with svc.db.session() as session:
+            done = (await session.execute(select(TranscriptSegment.start_ms, TranscriptSegment.end_ms).where(
+                TranscriptSegment.call_id == rec.call_id, TranscriptSegment.speaker_role == rec.speaker_role))).all()
+        segmenter = Segmenter()
+        utterances = await loop.run_in_executor(None, segmenter.feed, audio)
+        utterances += segmenter.flush()
+        for utt in utterances:
+            start = rec.start_offset_ms + utt.start * 1000 // 16000
+            end = rec.start_offset_ms + utt.end * 1000 // 16000
+            if any(s < end and start < e for s, e in done):
+                continue
+            await svc.transcriber.submit(UtteranceJob(
+                call_id=rec.call_id, speaker_role=rec.speaker_role, speaker_id=rec.speaker_id, index=utt.index,
+                start_ms=start, end_ms=end, audio=utt.audio))
+        await svc.transcriber.drain(rec.call_id)
+        async with svc.db.transaction() as session:
+            await session.execute(update(Recording).where(Recording.id == rec.id).values(
+                status="interrupted", finished_at=svc.clock.now()))
+            await session.execute(update(Call).where(Call.id == rec.call_id).values(transcript_complete=True))
+        recovered += 1
+        log.info("transcription.recovered", call_id=rec.call_id, role=rec.speaker_role, utterances=len(utterances))
+    return recovered
+
+
+async def delete_expired_recordings(svc: Any) -> int:
+    """Retention: recordings past their `delete_after` are deleted from disk (the transcript is kept)."""
+    now = svc.clock.now()
+    async with svc.db.transaction() as session:
+        rows = (await session.scalars(select(Recording).where(
+            Recording.status.in_(("complete", "interrupted")), Recording.delete_after <= now))).all()
+        for rec in rows:
+            Path(rec.path).unlink(missing_ok=True)
+            rec.status = "deleted"
+    return len(rows)

@@ -21,6 +21,7 @@ from pool.offers import call_ended
 from signalling.access import Access
 from signalling.services import Services
 from signalling.sockets import EVENTS
+from signalling.transcripts import delete_expired_recordings, recover_interrupted
 
 log = get_logger("calls")
 MEDIA_STOP = "call.media_stop"
@@ -184,12 +185,17 @@ class CallSweeper:
         self._task: asyncio.Task[None] | None = None
 
     async def _run(self) -> None:
+        passes = 0
         while True:
             await asyncio.sleep(self.svc.settings.call_sweep_interval_s)
             try:
                 await sweep_calls(self.svc)
+                if passes % 30 == 0:  # now and then: interrupted transcripts and expired recordings
+                    await recover_interrupted(self.svc)
+                    await delete_expired_recordings(self.svc)
             except Exception:  # noqa: BLE001 - keep sweeping
                 log.exception("calls.sweep_failed")
+            passes += 1
 
     def start(self) -> None:
         self._task = self._task or asyncio.create_task(self._run(), name="call-sweeper")

@@ -1,0 +1,70 @@
+"""After a server stops mid-call, its unfinished recordings complete the transcript; old recordings are deleted."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+import numpy as np
+from sqlalchemy import select, update
+
+from calls.models import Call, CallStatus
+from conftest import RunningServer, Users, open_call
+from core.clock import FrozenClock
+from media.recorder import OggOpusRecorder, recording_aad
+from signalling.transcripts import delete_expired_recordings, recover_interrupted
+from speech import manifest, pcm16k, wer
+from transcription.models import Recording
+from transcription.store import transcript
+
+CLIP = "librivox_sense-and-sensibility-ch01_0930.wav"
+
+
+async def crashed_recording(server: RunningServer, users: Users) -> tuple[int, Recording]:
+    svc = server.services
+    t_user, c_user = await users.therapist(), await users.client()
+    call_id = await open_call(server, t_user, c_user)
+    path = svc.settings.data_dir / "recordings" / str(call_id) / "client-0.ogg.enc"
+    recorder = OggOpusRecorder(path, svc.keyring, recording_aad(call_id, "client"))
+    pcm = (np.concatenate([pcm16k(CLIP), np.zeros(16000 * 2, dtype=np.float32)]) * 32767).astype(np.int16)
+    for i in range(0, len(pcm), 320):
+        recorder.write(pcm[i:i + 320])
+    recorder._writer.flush_chunk()  # what a process would have written before it died: no final chunk, no close
+    recorder._raw.flush()
+    now = svc.clock.now()
+    async with svc.db.transaction() as session:
+        rec = Recording(call_id=call_id, speaker_role="client", speaker_id=c_user.id, path=str(path), start_offset_ms=1000,
+                        status="recording", created_at=now, delete_after=now + timedelta(days=30))
+        session.add(rec)
+        await session.execute(update(Call).where(Call.id == call_id).values(status=CallStatus.ended, ended_at=now))
+    return call_id, rec
+
+
+async def test_the_transcript_is_completed_from_an_interrupted_recording(server: RunningServer, users: Users, clock: FrozenClock) -> None:
+    call_id, _ = await crashed_recording(server, users)
+    assert await recover_interrupted(server.services) == 0, "too soon: its process may still be finishing it"
+    clock.advance(300)
+    assert await recover_interrupted(server.services) == 1
+    segments = await transcript(server.services.db, server.services.keyring, call_id)
+    assert segments and all(s["speaker"] == "client" and s["start_ms"] >= 1000 for s in segments)
+    assert wer(manifest()[CLIP], " ".join(s["text"] for s in segments)) < 0.3
+    async with server.services.db.session() as session:
+        call = await session.get(Call, call_id)
+        rec = await session.scalar(select(Recording).where(Recording.call_id == call_id))
+    assert call is not None and call.transcript_complete and rec is not None and rec.status == "interrupted"
+    assert await recover_interrupted(server.services) == 0, "done once"
+
+
+async def test_recordings_are_deleted_after_the_retention_period(server: RunningServer, users: Users, clock: FrozenClock) -> None:
+    call_id, rec = await crashed_recording(server, users)
+    clock.advance(300)
+    await recover_interrupted(server.services)
+    assert await delete_expired_recordings(server.services) == 0
+    clock.advance(server.services.settings.recording_retention_days * 86400)
+    assert await delete_expired_recordings(server.services) == 1
+    async with server.services.db.session() as session:
+        row = await session.scalar(select(Recording).where(Recording.call_id == call_id))
+    assert row is not None and row.status == "deleted"
+    from pathlib import Path
+
+    assert not Path(row.path).exists()
+    assert await transcript(server.services.db, server.services.keyring, call_id), "the transcript is kept"
