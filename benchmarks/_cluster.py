@@ -27,8 +27,60 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
+class ServerProcesses:
+    """What every group of server processes started here shares: health waits, pids, SIGTERM then kill, `async with`."""
+
+    urls: list[str]
+    _procs: list[asyncio.subprocess.Process]
+    stop_timeout_s: float = 15.0
+
+    async def start(self) -> "ServerProcesses":
+        raise NotImplementedError
+
+    async def _wait_healthy(self, url: str, proc: asyncio.subprocess.Process, timeout: float = 60) -> None:
+        deadline = asyncio.get_running_loop().time() + timeout
+        async with aiohttp.ClientSession() as http:
+            while asyncio.get_running_loop().time() < deadline:
+                if proc.returncode is not None:
+                    raise RuntimeError(f"server {url} exited with {proc.returncode}")
+                with contextlib.suppress(aiohttp.ClientError, asyncio.TimeoutError):
+                    async with http.get(f"{url}/healthz", timeout=aiohttp.ClientTimeout(total=2)) as resp:
+                        if resp.status == 200:
+                            return
+                await asyncio.sleep(0.1)
+        raise RuntimeError(f"server {url} did not become healthy in {timeout} s")
+
+    @property
+    def pids(self) -> list[int]:
+        return [p.pid for p in self._procs]
+
+    async def stop(self) -> None:
+        for proc in self._procs:
+            if proc.returncode is None:
+                with contextlib.suppress(ProcessLookupError):
+                    proc.send_signal(signal.SIGTERM)
+        for proc in self._procs:
+            try:
+                await asyncio.wait_for(proc.wait(), self.stop_timeout_s)
+            except asyncio.TimeoutError:
+                with contextlib.suppress(ProcessLookupError):
+                    proc.kill()
+                await proc.wait()
+        self._procs.clear()
+
+    async def __aenter__(self) -> Any:
+        try:
+            return await self.start()
+        except BaseException:
+            await self.stop()
+            raise
+
+    async def __aexit__(self, *exc: Any) -> None:
+        await self.stop()
+
+
 @dataclass
-class Cluster:
+class Cluster(ServerProcesses):
     """`processes` server processes sharing `database_url` and `redis_url` (Redis is needed for more than one)."""
 
     processes: int
@@ -77,44 +129,3 @@ class Cluster:
             self.urls.append(f"http://127.0.0.1:{port}")
         await asyncio.gather(*(self._wait_healthy(url, proc) for url, proc in zip(self.urls, self._procs)))
         return self
-
-    async def _wait_healthy(self, url: str, proc: asyncio.subprocess.Process, timeout: float = 60) -> None:
-        deadline = asyncio.get_running_loop().time() + timeout
-        async with aiohttp.ClientSession() as http:
-            while asyncio.get_running_loop().time() < deadline:
-                if proc.returncode is not None:
-                    raise RuntimeError(f"server {url} exited with {proc.returncode}; see {self.workdir}")
-                with contextlib.suppress(aiohttp.ClientError, asyncio.TimeoutError):
-                    async with http.get(f"{url}/healthz", timeout=aiohttp.ClientTimeout(total=2)) as resp:
-                        if resp.status == 200:
-                            return
-                await asyncio.sleep(0.1)
-        raise RuntimeError(f"server {url} did not become healthy in {timeout} s")
-
-    @property
-    def pids(self) -> list[int]:
-        return [p.pid for p in self._procs]
-
-    async def stop(self) -> None:
-        for proc in self._procs:
-            if proc.returncode is None:
-                with contextlib.suppress(ProcessLookupError):
-                    proc.send_signal(signal.SIGTERM)
-        for proc in self._procs:
-            try:
-                await asyncio.wait_for(proc.wait(), 15)
-            except asyncio.TimeoutError:
-                with contextlib.suppress(ProcessLookupError):
-                    proc.kill()
-                await proc.wait()
-        self._procs.clear()
-
-    async def __aenter__(self) -> "Cluster":
-        try:
-            return await self.start()
-        except BaseException:
-            await self.stop()
-            raise
-
-    async def __aexit__(self, *exc: Any) -> None:
-        await self.stop()

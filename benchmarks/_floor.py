@@ -16,15 +16,13 @@ import argparse
 import asyncio
 import contextlib
 import os
-import signal
 import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import aiohttp
 
-from benchmarks._cluster import ROOT, free_port
+from benchmarks._cluster import ROOT, ServerProcesses, free_port
 
 
 def build_app(redis_url: str = "", channel: str = "floor") -> Any:
@@ -79,7 +77,7 @@ def main(argv: list[str] | None = None) -> int:
 
 
 @dataclass
-class FloorCluster:
+class FloorCluster(ServerProcesses):
     """`processes` floor servers on loopback; with more than one, `redis_url` must be given (rooms shared in Redis)."""
 
     processes: int
@@ -88,6 +86,7 @@ class FloorCluster:
     workdir: Path | None = None
     urls: list[str] = field(default_factory=list)
     _procs: list[asyncio.subprocess.Process] = field(default_factory=list)
+    stop_timeout_s: float = 10.0
 
     async def start(self) -> "FloorCluster":
         if self.processes > 1 and not self.redis_url:
@@ -111,48 +110,6 @@ class FloorCluster:
             self.urls.append(f"http://127.0.0.1:{port}")
         await asyncio.gather(*(self._wait_healthy(url, proc) for url, proc in zip(self.urls, self._procs)))
         return self
-
-    async def _wait_healthy(self, url: str, proc: asyncio.subprocess.Process, timeout: float = 30) -> None:
-        loop = asyncio.get_running_loop()
-        deadline = loop.time() + timeout
-        async with aiohttp.ClientSession() as http:
-            while loop.time() < deadline:
-                if proc.returncode is not None:
-                    raise RuntimeError(f"floor server {url} exited with {proc.returncode}")
-                with contextlib.suppress(aiohttp.ClientError, asyncio.TimeoutError):
-                    async with http.get(f"{url}/healthz", timeout=aiohttp.ClientTimeout(total=2)) as resp:
-                        if resp.status == 200:
-                            return
-                await asyncio.sleep(0.1)
-        raise RuntimeError(f"floor server {url} did not start in {timeout} s")
-
-    @property
-    def pids(self) -> list[int]:
-        return [p.pid for p in self._procs]
-
-    async def stop(self) -> None:
-        for proc in self._procs:
-            if proc.returncode is None:
-                with contextlib.suppress(ProcessLookupError):
-                    proc.send_signal(signal.SIGTERM)
-        for proc in self._procs:
-            try:
-                await asyncio.wait_for(proc.wait(), 10)
-            except asyncio.TimeoutError:
-                with contextlib.suppress(ProcessLookupError):
-                    proc.kill()
-                await proc.wait()
-        self._procs.clear()
-
-    async def __aenter__(self) -> "FloorCluster":
-        try:
-            return await self.start()
-        except BaseException:
-            await self.stop()
-            raise
-
-    async def __aexit__(self, *exc: Any) -> None:
-        await self.stop()
 
 
 if __name__ == "__main__":
