@@ -1,0 +1,78 @@
+"""ICE servers with short-lived TURN credentials, relay-only calls, heartbeats, and a call that survives a server
+process restart (the state lives in the database)."""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import hmac
+import time
+from typing import Callable
+
+import aiohttp
+
+from conftest import Sock, Users, open_call, start_server
+from core.clock import FrozenClock
+from core.settings import Settings
+
+
+async def test_members_get_turn_credentials_for_their_call_and_relay_only_policy(
+    make_settings: Callable[..., Settings], http: aiohttp.ClientSession, sockets
+) -> None:
+    secret = "coturn-shared-secret"
+    running = await start_server(make_settings(stun_urls="stun:stun.example.org:3478", turn_urls="turn:turn.example.org:3478",
+                                               turn_secret=secret, ice_relay_only=True))
+    try:
+        users = Users(running, http)
+        t_user, c_user, stranger = await users.therapist(), await users.client(), await users.client()
+        call_id = await open_call(running, t_user, c_user)
+        member, outsider = await sockets(running, c_user), await sockets(running, stranger)
+        ack = await member.call("call.join", {"call_id": call_id})
+        assert ack["ice_transport_policy"] == "relay"
+        stun, turn = ack["ice_servers"]
+        assert stun == {"urls": ["stun:stun.example.org:3478"]}
+        expiry, who = turn["username"].split(":")
+        assert who == f"c{call_id}u{c_user.id}" and int(expiry) > time.time()
+        expected = base64.b64encode(hmac.new(secret.encode(), turn["username"].encode(), hashlib.sha1).digest()).decode()
+        assert turn["credential"] == expected
+        refused = await outsider.call("call.join", {"call_id": call_id})
+        assert refused["error"]["code"] == "forbidden" and "ice_servers" not in refused
+        for sock in (member, outsider):
+            await sock.close()
+    finally:
+        await running.runner.cleanup()
+
+
+async def test_heartbeats_notice_a_dead_connection_within_15_seconds(server) -> None:
+    eio = server.services.sio.eio
+    assert eio.ping_interval + eio.ping_timeout <= 15
+
+
+async def test_a_call_carries_on_after_the_server_process_restarts(
+    make_settings: Callable[..., Settings], clock: FrozenClock, http: aiohttp.ClientSession
+) -> None:
+    settings = make_settings()
+    first = await start_server(settings, clock=clock)
+    users = Users(first, http)
+    t_user, c_user = await users.therapist(), await users.client()
+    call_id = await open_call(first, t_user, c_user)
+    therapist, client = await Sock(first.url, t_user.token).connect(), await Sock(first.url, c_user.token).connect()
+    await therapist.call("call.join", {"call_id": call_id})
+    await client.call("call.join", {"call_id": call_id})
+    sent = await client.call("call.chat", {"call_id": call_id, "text": "before the restart"})
+    await first.runner.cleanup()
+    await therapist.close()
+    await client.close()
+
+    second = await start_server(settings, clock=clock)
+    try:
+        therapist, client = await Sock(second.url, t_user.token).connect(), await Sock(second.url, c_user.token).connect()
+        rejoined = await client.call("call.join", {"call_id": call_id})
+        assert rejoined["ok"] and [m["id"] for m in rejoined["chat"]] == [sent["message"]["id"]]
+        assert (await therapist.call("call.join", {"call_id": call_id}))["peer_present"] is True
+        assert (await therapist.call("call.chat", {"call_id": call_id, "text": "after"}))["ok"]
+        await client.next("call.chat", lambda d: d["message"]["text"] == "after")
+        await therapist.close()
+        await client.close()
+    finally:
+        await second.runner.cleanup()
