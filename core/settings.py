@@ -122,6 +122,34 @@ class Settings:
     #: A worker's (or server process's) pending entries idle this long are taken over by another (it died).
     transcription_claim_idle_ms: int = 10_000
 
+    # ---- billing (billing/): money is integer pence, GBP
+    #: Charge quick-connect calls per minute and require `billing_min_request_pence` to ask for a session. Off: calls
+    #: are free (wallet, top-ups, earnings and withdrawals still work).
+    billing_charge_calls: bool = False
+    billing_min_request_pence: int = 1000
+    #: The platform's share of each charged minute, in basis points (2500 = 25 %).
+    billing_commission_bp: int = 2500
+    billing_low_balance_warn_minutes: int = 3
+    billing_tick_interval_s: float = 1.0
+    billing_topup_min_pence: int = 500
+    billing_topup_max_pence: int = 50_000
+    #: A top-up may not take the wallet above this.
+    billing_wallet_max_pence: int = 200_000
+    billing_withdrawal_min_pence: int = 100
+    #: Where therapists send the invoice for a withdrawal (named in the e-mail asking for it).
+    billing_invoice_email: str = "invoices@therapy.local"
+    billing_payout_timezone: str = "Europe/London"
+    #: Stripe keys. With none set outside production, `stripe_local_server` runs a marked test mode.
+    stripe_secret_key: str = ""
+    stripe_publishable_key: str = ""
+    stripe_webhook_secret: str = ""
+    #: A Stripe-compatible API to use instead of api.stripe.com (localstripe in tests); empty: Stripe itself.
+    stripe_api_base: str = ""
+    stripe_webhook_tolerance_s: int = 300
+    #: Start a local Stripe-compatible server (billing/localstripe_ext.py) for the test mode; unset: in development
+    #: when no `stripe_secret_key` is set.
+    stripe_local_server: bool | None = None
+
     socket_ping_interval_s: float = 5.0
     socket_ping_timeout_s: float = 10.0
     shutdown_timeout_s: float = 10.0

@@ -80,12 +80,12 @@ class CallMedia:
 
     async def deliver(self, job: UtteranceJob, decoded: Decoded) -> None:
         """Store a result (once) and send it to the therapist's screen (and the client's, if settings allow)."""
-        stream = self.streams.get((job.call_id, job.speaker_role))
-        if stream is not None and decoded.kept:
-            stream.commit(decoded.text)
         segment = await store_segment(self.svc.db, self.svc.keyring, self.svc.clock, job, decoded)
         if segment is None:
             return
+        stream = self.streams.get((job.call_id, job.speaker_role))
+        if stream is not None:
+            stream.commit(decoded.text)
         therapist_id, client_id = await self._members(job.call_id)
         await self.svc.sio.emit("call.transcript", {"segment": segment}, to=f"user:{therapist_id}")
         if self.svc.settings.transcripts_to_client:
@@ -154,7 +154,9 @@ async def recover_interrupted(svc: Any) -> int:
         segmenter = Segmenter()
         utterances = await loop.run_in_executor(None, segmenter.feed, audio)
         utterances += segmenter.flush()
-        for utt in utterances:
+        for n, utt in enumerate(utterances):
+            if n and n % 20 == 0:
+                await svc.transcriber.drain(rec.call_id)  # a long recording goes in slices, never past the queue's bound
             start = rec.start_offset_ms + utt.start * 1000 // 16000
             end = rec.start_offset_ms + utt.end * 1000 // 16000
             if any(s < end and start < e for s, e in done):

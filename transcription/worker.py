@@ -68,18 +68,29 @@ class Worker:
         self.stopping.set()
 
     async def run(self) -> None:
-        await ensure_group(self.redis, self.keys.jobs, WORKERS_GROUP)
+        while True:
+            try:
+                await ensure_group(self.redis, self.keys.jobs, WORKERS_GROUP)
+                break
+            except RedisError as exc:  # Redis not up yet: wait for it rather than exit
+                log.warning("worker.redis_unavailable", error=type(exc).__name__)
+                with contextlib.suppress(asyncio.TimeoutError):
+                    await asyncio.wait_for(self.stopping.wait(), 2)
+                if self.stopping.is_set():
+                    return
         log.info("worker.started", worker=self.name, batch=self.batch, claim_idle_ms=self.claim_idle_ms)
         try:
             while not self.stopping.is_set():
                 try:
                     entries = await self._next_batch()
-                except RedisError as exc:
+                    if entries:
+                        await self._process(entries)  # even when stopping: this batch is in hand
+                except RedisError as exc:  # what was in hand stays pending, and is taken over later
                     log.warning("worker.redis_error", error=type(exc).__name__)
                     await asyncio.sleep(1)
-                    continue
-                if entries:
-                    await self._process(entries)  # even when stopping: this batch is in hand
+                    if "NOGROUP" in str(exc):  # Redis restarted empty: the group is gone
+                        with contextlib.suppress(RedisError):
+                            await ensure_group(self.redis, self.keys.jobs, WORKERS_GROUP)
         finally:
             await forget_consumer(self.redis, self.keys.jobs, WORKERS_GROUP, self.name)
             self._pool.shutdown(wait=False)
@@ -92,7 +103,7 @@ class Worker:
             response = await self.redis.xreadgroup(WORKERS_GROUP, self.name, {self.keys.jobs: "0"}, count=self.batch)
             held = response[0][1] if response else []
             await self._ack_deleted([i for i, f in held if not f])
-            held = [(i, f) for i, f in held if f]
+            held = await self._screen([(i, f) for i, f in held if f])
             if held:
                 return held
             self._own_history = False
@@ -113,19 +124,24 @@ class Worker:
         self._claim_cursor = cursor
         if cursor == "0-0":
             self._next_claim = now + max(0.1, self.claim_idle_ms / 2000)
-        entries: list[Entry] = []
-        for entry_id, fields in claimed:
-            if not entry_id or not fields:
-                continue
+        await self._ack_deleted([i for i, f in claimed if i and not f])
+        entries = await self._screen([(i, f) for i, f in claimed if i and f])
+        if entries:
+            log.info("worker.reclaimed", worker=self.name, count=len(entries))
+        return entries
+
+    async def _screen(self, entries: list[Entry]) -> list[Entry]:
+        """Entries delivered before (taken over, or held by this name before a restart), less those delivered so
+        often that they must be what kills workers: those get an empty result, so the server stops waiting."""
+        kept: list[Entry] = []
+        for entry_id, fields in entries:
             info = await self.redis.xpending_range(self.keys.jobs, WORKERS_GROUP, entry_id, entry_id, 1)
             if info and int(info[0]["times_delivered"]) > MAX_DELIVERIES:
                 log.error("worker.job_abandoned", entry=entry_id, deliveries=info[0]["times_delivered"])
                 await self._post([(entry_id, fields, Decoded("", 0.0, 0.0, 0.0, False, "failed"))])
-                continue
-            entries.append((entry_id, fields))
-        if entries:
-            log.info("worker.reclaimed", worker=self.name, count=len(entries))
-        return entries
+            else:
+                kept.append((entry_id, fields))
+        return kept
 
     async def _ack_deleted(self, ids: list[str]) -> None:
         if ids:

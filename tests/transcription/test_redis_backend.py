@@ -247,6 +247,7 @@ async def test_results_are_shared_by_the_server_processes_and_each_is_stored_and
                              transcription_backend="redis", transcription_claim_idle_ms=500)
     one = await start_server(settings)
     two = await start_server(settings)
+    opened: list[Any] = []
     try:
         assert isinstance(one.services.transcriber, RedisBackend)
         async with aiohttp.ClientSession() as http:
@@ -255,13 +256,13 @@ async def test_results_are_shared_by_the_server_processes_and_each_is_stored_and
             call_id = await open_call(one, therapist, client)
             screen = await sockets(two, therapist, "therapist-screen")
             client_screen = await sockets(one, client, "client-screen")
+            opened += [screen, client_screen]
 
             silence = np.zeros(16000, dtype=np.float32)
             jobs = [UtteranceJob(call_id=call_id, speaker_role="client", speaker_id=client.id, index=n,
                                  start_ms=n * 2000, end_ms=n * 2000 + 1000, audio=silence) for n in range(6)]
             for job in jobs:
                 await one.services.transcriber.submit(job)
-            await redis.xgroup_create(keys.jobs, "workers", id="0", mkstream=True)
             [[_, entries]] = await redis.xreadgroup("workers", "sim", {keys.jobs: ">"}, count=10)
             for attempt in range(2):
                 async with redis.pipeline(transaction=True) as pipe:
@@ -289,6 +290,8 @@ async def test_results_are_shared_by_the_server_processes_and_each_is_stored_and
             assert len(texts) == len(jobs) and not any(canary.marker in t for t in texts), "stored once, encrypted"
             assert await redis.xlen(keys.jobs) == 0 and await redis.xlen(keys.results) == 0
     finally:
+        for sock in opened:  # before the servers stop, which would otherwise wait for them
+            await sock.close()
         for server in (one, two):
             await server.runner.cleanup()
 
@@ -308,3 +311,80 @@ async def test_a_full_stream_refuses_utterances_and_says_so(redis_prefix: str, r
             await backend.drain(9, timeout=0.3)
     finally:
         await backend.stop()
+
+
+class StubDecoder:
+    """Stands in for the model: the text says how long the audio was; audio of exactly 0.5 s cannot be decoded."""
+
+    def __init__(self) -> None:
+        self.batches: list[int] = []
+
+    def decode(self, audios: list[np.ndarray], previous_texts: list[str]) -> list[Decoded]:
+        self.batches.append(len(audios))
+        if any(len(a) == 8000 for a in audios):
+            raise RuntimeError("cannot decode")
+        return [Decoded(f"samples {len(a)}", 0.9, 0.01, 1.1, True) for a in audios]
+
+
+async def test_the_worker_answers_every_job_it_cannot_decode_so_nothing_waits_forever(redis_prefix: str, redis: Any) -> None:
+    from transcription.worker import MAX_DELIVERIES, Worker
+
+    keys = StreamKeys(redis_prefix)
+    backend = RedisBackend.from_url(REDIS_URL, redis_prefix)
+    results: dict[str, Decoded] = {}
+
+    async def sink(job: UtteranceJob, decoded: Decoded) -> None:
+        results[job.key] = decoded
+
+    backend.set_sink(sink)
+    await backend.start()
+
+    def job(n: int, samples: int) -> UtteranceJob:
+        return UtteranceJob(call_id=3, speaker_role="client", speaker_id=2, index=n, start_ms=n * 1000,
+                            end_ms=n * 1000 + 500, audio=np.full(samples, 0.1, dtype=np.float32))
+
+    for n, samples in enumerate((4000, 8000, 12000)):  # the second one fails to decode
+        await backend.submit(job(n, samples))
+    await backend.submit(job(3, 16000))
+    # a worker that died holding all four; the last one is a job that every worker so far died on
+    [[_, [*_, (poison_id, _)]]] = await redis.xreadgroup("workers", "ghost", {keys.jobs: ">"}, count=4)
+    for _ in range(MAX_DELIVERIES):
+        await redis.xclaim(keys.jobs, "workers", "ghost", 0, [poison_id])
+    await redis.xadd(keys.jobs, {"meta": "not json", "pcm": ""})  # not a job at all
+
+    decoder = StubDecoder()
+    worker = Worker(aioredis.from_url(REDIS_URL, decode_responses=True), redis_prefix, decoder,  # type: ignore[arg-type]
+                    batch=8, claim_idle_ms=0, block_ms=100)
+    task = asyncio.create_task(worker.run())
+    try:
+        await asyncio.wait_for(backend.drain(3, timeout=10), 12)
+        assert results["client:2:0"].text == "samples 4000" and results["client:2:2000"].text == "samples 12000"
+        assert not results["client:2:1000"].kept and results["client:2:1000"].why_dropped == "error"
+        assert not results["client:2:3000"].kept and results["client:2:3000"].why_dropped == "failed"
+        await wait_for(lambda: _stream_empty(redis, keys), timeout=5)
+        assert decoder.batches[0] == 3, "the batch is decoded together, then one by one when it fails"
+
+        await redis.delete(keys.jobs, keys.results)  # Redis restarted without its data: groups are made again
+        await backend.submit(job(4, 4000))
+        await asyncio.wait_for(backend.drain(3, timeout=10), 12)
+        assert results["client:2:4000"].text == "samples 4000"
+    finally:
+        worker.stop()
+        await asyncio.wait_for(task, 5)
+        await worker.redis.aclose()
+        await backend.stop()
+
+
+async def _stream_empty(redis: Any, keys: StreamKeys) -> bool:
+    return await redis.xlen(keys.jobs) == 0 and (await redis.xpending(keys.jobs, "workers"))["pending"] == 0
+
+
+def test_the_redis_backend_is_chosen_by_setting_and_needs_redis(make_settings: Any) -> None:
+    from core.errors import ConfigError
+    from signalling.app import build_transcriber
+    from transcription.backends import ThreadedBackend
+
+    assert isinstance(build_transcriber(make_settings(redis_url=REDIS_URL)), ThreadedBackend), \
+        "REDIS_URL alone keeps transcription in the server process"
+    with pytest.raises(ConfigError, match="REDIS_URL"):
+        build_transcriber(make_settings(transcription_backend="redis"))

@@ -108,6 +108,18 @@ async def forget_consumer(redis: Any, stream: str, group: str, consumer: str) ->
                 await redis.xgroup_delconsumer(stream, group, consumer)
 
 
+async def prune_consumers(redis: Any, stream: str, group: str, idle_ms: int = 3_600_000) -> int:
+    """Remove consumers left by processes that are gone (nothing pending, silent for an hour). A live consumer reads
+    every second; if one were removed anyway, its next read would add it back."""
+    removed = 0
+    with contextlib.suppress(RedisError):
+        for info in await redis.xinfo_consumers(stream, group):
+            if int(info.get("pending", 0)) == 0 and int(info.get("idle", 0)) > idle_ms:
+                await redis.xgroup_delconsumer(stream, group, info["name"])
+                removed += 1
+    return removed
+
+
 def result_fields(job_id: str, meta: str, decoded: Decoded, worker: str) -> dict[str, str]:
     """The result entry a worker posts for the job entry `job_id` (its `meta` passed through unchanged)."""
     return {
@@ -152,6 +164,7 @@ class RedisBackend:
         self._attempts: dict[str, int] = {}
         self._claim_cursor = "0-0"
         self._next_claim = 0.0
+        self._next_prune = 0.0
         self._submit = redis.register_script(_SUBMIT)
         self._done = redis.register_script(_DONE)
 
@@ -228,6 +241,10 @@ class RedisBackend:
             except Exception as exc:  # noqa: BLE001 - a Redis hiccup must not stop the results
                 log.warning("transcription.results_read_failed", error=type(exc).__name__)
                 await asyncio.sleep(0.5)
+                if "NOGROUP" in str(exc):  # Redis restarted empty: the groups are gone
+                    with contextlib.suppress(RedisError):
+                        await ensure_group(self.redis, self.keys.jobs, WORKERS_GROUP)
+                        await ensure_group(self.redis, self.keys.results, SERVERS_GROUP)
 
     async def _claim_abandoned(self) -> list[tuple[str, dict[str, str]]]:
         """Results left pending by a server process that died (or by this one, when its sink failed)."""
@@ -242,6 +259,10 @@ class RedisBackend:
             self._next_claim = now + max(0.2, self.claim_idle_ms / 2000)
         if entries:
             log.info("transcription.results_reclaimed", count=len(entries), consumer=self.consumer)
+        if now >= self._next_prune:
+            self._next_prune = now + 600
+            for stream, group in ((self.keys.jobs, WORKERS_GROUP), (self.keys.results, SERVERS_GROUP)):
+                await prune_consumers(self.redis, stream, group)
         return [(i, f) for i, f in entries if i is not None]
 
     async def _handle(self, entry_id: str, fields: dict[str, str] | None) -> None:
