@@ -54,17 +54,25 @@ class Decoder:
         return self.model.get_prompt(self.tokenizer, previous, without_timestamps=True)
 
     def decode(self, audios: Sequence[np.ndarray], previous_texts: Sequence[str]) -> list[Decoded]:
-        """Decode a batch (blocking: call from a worker thread)."""
+        """Decode a batch (blocking: call from a worker thread). CTranslate2 wants every prompt of one `generate` call
+        to be as long, so the batch is decoded in groups of equal prompt length (one group when nobody has a prompt)."""
         if not audios:
             return []
-        features = np.stack([pad_or_trim(self.model.feature_extractor(a)) for a in audios])
-        encoded = self.model.encode(features)
         prompts = [self.prompt_tokens(p) for p in previous_texts]
-        results = self.model.model.generate(
-            encoded, prompts, beam_size=self.o.beam_size, max_length=self.model.max_length, return_scores=True,
-            return_no_speech_prob=True, suppress_blank=True, suppress_tokens=self.suppress,
-        )
-        return [self._judge(r) for r in results]
+        groups: dict[int, list[int]] = {}
+        for i, prompt in enumerate(prompts):
+            groups.setdefault(len(prompt), []).append(i)
+        out: list[Decoded | None] = [None] * len(audios)
+        for members in groups.values():
+            features = np.stack([pad_or_trim(self.model.feature_extractor(audios[i])) for i in members])
+            results = self.model.model.generate(
+                self.model.encode(features), [prompts[i] for i in members], beam_size=self.o.beam_size,
+                max_length=self.model.max_length, return_scores=True, return_no_speech_prob=True, suppress_blank=True,
+                suppress_tokens=self.suppress,
+            )
+            for i, result in zip(members, results):
+                out[i] = self._judge(result)
+        return [d for d in out if d is not None]
 
     def _judge(self, result: object) -> Decoded:
         tokens = result.sequences_ids[0]  # type: ignore[attr-defined]

@@ -71,6 +71,13 @@ def test_a_batch_decodes_like_one_by_one(decoder: Decoder) -> None:
     assert batch == single
 
 
+def test_a_batch_with_different_prompts_decodes_every_utterance(decoder: Decoder) -> None:
+    audios = [u.audio for u in cut(pcm16k("jfk_inaugural-1961_ask-not.wav"))][:3]
+    prompts = ["", "and so my fellow Americans", "ask not what your country can do for you"]
+    results = decoder.decode(audios, prompts)
+    assert len(results) == 3 and all(r.kept and r.text for r in results)
+
+
 def test_whisper_inventions_on_near_silence_are_dropped(decoder: Decoder) -> None:
     quiet = (np.random.default_rng(3).standard_normal(16000 * 2) * 0.001).astype(np.float32)
     [result] = decoder.decode([quiet], [""])

@@ -12,7 +12,7 @@ from typing import Callable
 
 from core.logging import get_logger
 from transcription.backends.base import ResultSink
-from transcription.decoder import Decoder
+from transcription.decoder import Decoded, Decoder
 from transcription.jobs import UtteranceJob
 from transcription.load import LoadMeter
 
@@ -26,6 +26,7 @@ class ThreadedBackend:
         self.queue: asyncio.Queue[UtteranceJob] = asyncio.Queue(maxsize=queue_max)
         self.load = load or LoadMeter()
         self.dropped = 0
+        self.failed = 0
         self._sink: ResultSink | None = None
         self._decoder: Decoder | None = None
         self._pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="whisper")
@@ -55,17 +56,10 @@ class ThreadedBackend:
             while len(batch) < self.max_batch and not self.queue.empty():
                 batch.append(self.queue.get_nowait())
             started = time.perf_counter()
-            try:
-                if self._decoder is None:
-                    self._decoder = await loop.run_in_executor(self._pool, self.decoder_factory)
-                results = await loop.run_in_executor(
-                    self._pool, self._decoder.decode, [j.audio for j in batch], [j.previous_text for j in batch])
-            except Exception:  # noqa: BLE001 - a failed batch must not stop transcription
-                log.exception("transcription.decode_failed", batch=len(batch))
-                results = []
+            results = await self._decode(batch)
             self.load.add(sum(j.seconds for j in batch), time.perf_counter() - started)
             for job, result in zip(batch, results):
-                if self._sink is not None:
+                if self._sink is not None and result is not None:
                     try:
                         await self._sink(job, result)
                     except Exception:  # noqa: BLE001
@@ -76,6 +70,27 @@ class ThreadedBackend:
                     if self._pending[job.call_id] <= 0:
                         del self._pending[job.call_id]
                 self._idle.notify_all()
+
+    async def _decode(self, batch: list[UtteranceJob]) -> list[Decoded | None]:
+        """Results in batch order; if the batch fails, each utterance is tried alone (None: it could not be decoded)."""
+        loop = asyncio.get_running_loop()
+        if self._decoder is None:
+            self._decoder = await loop.run_in_executor(self._pool, self.decoder_factory)
+        decoder = self._decoder
+        try:
+            return list(await loop.run_in_executor(
+                self._pool, decoder.decode, [j.audio for j in batch], [j.previous_text for j in batch]))
+        except Exception:  # noqa: BLE001 - a failed batch must not lose its utterances
+            log.exception("transcription.batch_failed", batch=len(batch))
+        results: list[Decoded | None] = []
+        for job in batch:
+            try:
+                results.extend(await loop.run_in_executor(self._pool, decoder.decode, [job.audio], [job.previous_text]))
+            except Exception:  # noqa: BLE001
+                self.failed += 1
+                log.exception("transcription.decode_failed", call_id=job.call_id, failed=self.failed)
+                results.append(None)
+        return results
 
     async def drain(self, call_id: int, timeout: float = 60.0) -> None:
         async with self._idle:
