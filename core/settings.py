@@ -105,7 +105,7 @@ class Settings:
     whisper_device: str = "cpu"
     whisper_compute_type: str = "int8"
     whisper_cpu_threads: int = 1
-    whisper_beam_size: int = 5
+    whisper_beam_size: int = 1
     transcription_workers: int = 1
     transcription_max_batch: int = 8
     transcription_queue_max: int = 200

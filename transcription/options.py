@@ -14,7 +14,7 @@ class SegmenterOptions:
 
     threshold: float = 0.5              # speech probability that starts speech
     neg_threshold: float = 0.35         # below this, a window counts as silence
-    end_silence_ms: int = 480           # silence that ends an utterance (faster-whisper's file default is 2,000)
+    end_silence_ms: int = 400           # silence that ends an utterance (faster-whisper's file default is 2,000)
     pad_ms: int = 200                   # audio kept before the first and after the last speech window
     min_speech_ms: int = 250            # shorter bursts (clicks, coughs) are not utterances
     max_utterance_s: float = 15.0       # longer speech is cut, at a pause when there is one
@@ -26,7 +26,7 @@ class DecodeOptions:
     """How an utterance is decoded, and which results are thrown away as hallucinations."""
 
     language: str = "en"
-    beam_size: int = 5
+    beam_size: int = 1                  # greedy: as accurate as beam 5 on the reference clips, and cheaper
     no_speech_threshold: float = 0.6
     log_prob_threshold: float = -1.0
     compression_ratio_threshold: float = 2.4
