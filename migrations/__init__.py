@@ -11,6 +11,7 @@ MODEL_MODULES = (
     "calls.models",
     "pool.models",
     "transcription.models",
+    "billing.models",
 )
 
 

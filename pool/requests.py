@@ -12,6 +12,7 @@ from sqlalchemy.exc import IntegrityError
 from accounts.models import ClientProfile, User
 from accounts.policy import is_minor, require_can_start_session
 from accounts.principal import Principal
+from billing.wallet import require_balance_to_request
 from core.errors import Conflict, Invalid, NotFound, RateLimited
 from core.logging import get_logger
 from core.validation import boolean, integer, only_fields, string_list, text
@@ -44,6 +45,7 @@ async def create_request(ctx: PoolContext, principal: Principal, data: Mapping[s
     require_can_start_session(profile, now)
     if active is not None:
         raise Conflict("you already have a request waiting", code="already_open")
+    await require_balance_to_request(ctx.db, ctx.settings, principal.user_id)
     wait = await ctx.limiter.hit(f"pool.request:{principal.user_id}", ctx.settings.requests_per_client,
                                  ctx.settings.requests_window_s)
     if wait > 0:

@@ -140,3 +140,23 @@ ensure_chromium() {
     say "chromium: installed"
   fi
 }
+
+# ------------------------------------------------------------------ the browser client's npm packages
+
+ensure_node_modules() {  # npm ci when node_modules is missing or package-lock.json changed since the last install
+  local stamp=node_modules/.package-lock.sha256 hash
+  [[ -f package-lock.json ]] || return 0
+  hash=$(sha256sum package-lock.json | cut -d' ' -f1)
+  if [[ -f $stamp && $(<"$stamp") == "$hash" ]]; then
+    say "npm: up to date"
+    return
+  fi
+  if ! command -v npm >/dev/null; then
+    say "npm: installing (apt-get install npm)"
+    apt_install npm
+  fi
+  say "npm: installing the browser client's packages (npm ci)"
+  local log="${TMPDIR:-/tmp}/therapy-npm.log"
+  npm ci --no-audit --no-fund --loglevel=error >"$log" 2>&1 || { tail -n 20 "$log" >&2; die "npm ci failed (log: $log)"; }
+  echo "$hash" >"$stamp"
+}

@@ -47,6 +47,7 @@ from signalling.http import SERVICES, core_middleware
 from signalling.pool_rooms import SocketPoolBroadcast
 from signalling.metrics import Metrics
 from signalling.routes import ROUTES
+from signalling.routes.billing import billing_services
 from signalling.services import Services
 from signalling.sockets import attach_socket_handlers, create_socket_server
 
@@ -110,6 +111,8 @@ def build_services(settings: Settings, *, clock: Clock | None = None, senders: d
     svc.media.consumer_factory = svc.call_media.consumer
     svc.transcriber.set_sink(svc.call_media.deliver)
     svc.background.append(CallSweeper(svc))
+    svc.billing, billing_jobs = billing_services(svc)
+    svc.background.extend(billing_jobs)
     metrics.watch(svc)
     return svc
 

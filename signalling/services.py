@@ -47,3 +47,5 @@ class Services:
     background: list[Any] = field(default_factory=list)
     #: Recording and live transcription of calls in this process (signalling.transcripts.CallMedia).
     call_media: Any = None
+    #: Wallet, ledger, per-minute charging, Stripe (billing.context.BillingContext).
+    billing: Any = None

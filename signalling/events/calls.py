@@ -8,6 +8,7 @@ import contextlib
 from typing import Any
 
 from accounts.principal import Principal
+from billing import metering
 from calls import chat, membership, notes
 from calls.ice import ice_config
 from calls.membership import call_id_of, load_call
@@ -55,6 +56,7 @@ async def join(svc: Services, principal: Principal, sid: str, data: dict[str, An
     }
     if member.role == "therapist":
         reply["notes"] = await notes.read(svc.calls, principal, call.id)
+    await metering.member_joined(svc.billing, call.id)
     return reply
 
 
@@ -154,6 +156,7 @@ async def finish_call(svc: Services, call: Call) -> None:
     for member in call.members:
         await svc.sio.emit("call.ended", payload, to=f"user:{member.user_id}")
     await svc.sio.close_room(room)
+    await metering.call_finished(svc.billing, call.id)
     svc.call_media.finish_call(call.id)
     await call_ended(svc.pool, call.therapist_id, call.id)
 
@@ -163,6 +166,7 @@ async def member_dropped(svc: Services, principal: Principal, sid: str) -> None:
     if svc.stopping:
         return
     for call, member in await membership.connection_lost(svc.calls, principal.user_id, sid):
+        await metering.member_left(svc.billing, call.id)
         await svc.media.close_member(call.id, principal.user_id)
         await svc.sio.emit("call.peer_left", {"call_id": call.id, "role": member.role,
                                               "grace_s": svc.settings.call_rejoin_grace_s}, room=call_room(call.id))

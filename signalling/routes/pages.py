@@ -8,6 +8,7 @@ sessionStorage. `GET /` (the sign-in page) is added by the app factory.
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable
 from pathlib import Path
 
 from aiohttp import web
@@ -41,7 +42,7 @@ PAGES = {
 routes = web.RouteTableDef()
 
 
-def _page(filename: str) -> web.RouteDef:
+def _page(filename: str) -> Callable[[web.Request], Awaitable[web.StreamResponse]]:
     async def page(request: web.Request, _: Principal | None) -> web.FileResponse:
         # no-cache: the browser revalidates (ETag / Last-Modified), so a new release is picked up at once
         return web.FileResponse(STATIC_DIR / filename, headers={"Cache-Control": "no-cache"})
@@ -59,11 +60,11 @@ def _vendor_missing(prefix: str) -> None:
     @endpoint(Access.public)
     async def missing(request: web.Request, _: Principal | None) -> web.Response:
         raise Unavailable("the front-end packages are not installed: run `npm ci` in the project folder "
-                            "(scripts/serve and scripts/test do it)")
+                          "(scripts/serve and scripts/test do it), then restart the server")
 
 
 for _prefix, _folder in VENDOR.items():
     if _folder.is_dir():
         routes.static(_prefix, _folder, follow_symlinks=False, append_version=False)
-    else:  # the server still starts; the pages say what is missing
+    else:  # the server still starts and says what is missing (decided at start: restart after `npm ci`)
         _vendor_missing(_prefix)

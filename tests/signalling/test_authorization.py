@@ -52,6 +52,28 @@ ROUTES: dict[tuple[str, str], Access] = {
     ("GET", "/api/transcripts/search"): Access.therapist,
     ("GET", "/api/calls/{id}/recordings"): Access.therapist,
     ("GET", "/api/calls/{id}/recordings/{recording_id}"): Access.therapist,
+    # billing (signalling/routes/billing.py)
+    ("GET", "/api/billing/wallet"): Access.client,
+    ("POST", "/api/billing/topups"): Access.client,
+    ("GET", "/api/billing/topups/{id}"): Access.client,
+    ("POST", "/api/billing/refunds"): Access.client,
+    ("GET", "/api/billing/transactions"): Access.user,
+    ("GET", "/api/billing/transactions.csv"): Access.user,
+    ("GET", "/api/billing/earnings"): Access.therapist,
+    ("GET", "/api/billing/withdrawals"): Access.therapist,
+    ("POST", "/api/billing/withdrawals"): Access.therapist,
+    ("POST", "/api/billing/withdrawals/{id}/cancel"): Access.therapist,
+    ("GET", "/api/billing/connect"): Access.therapist,
+    ("POST", "/api/billing/connect/onboarding"): Access.approved_therapist,
+    ("POST", "/api/billing/stripe/webhook"): Access.public,
+    ("GET", "/api/admin/billing/withdrawals"): Access.admin,
+    ("POST", "/api/admin/billing/withdrawals/{id}/invoice-received"): Access.admin,
+    ("POST", "/api/admin/billing/withdrawals/{id}/pay"): Access.admin,
+    ("POST", "/api/admin/billing/withdrawals/{id}/cancel"): Access.admin,
+    ("GET", "/api/admin/billing/calls/{id}"): Access.admin,
+    ("POST", "/api/admin/billing/calls/{id}/refunds"): Access.admin,
+    ("GET", "/api/admin/billing/disputes"): Access.admin,
+    ("POST", "/api/admin/billing/clients/{id}/credits"): Access.admin,
 }
 #: Infrastructure, not application endpoints: the page shell, static files and the Socket.IO transport itself.
 INFRASTRUCTURE = {("GET", "/"), ("GET", "/static"), ("GET", "/socket.io/"), ("POST", "/socket.io/"), ("OPTIONS", "/socket.io/")}

@@ -1,0 +1,237 @@
+"""Support for the end-to-end tests in real Chromium: the server as a child process (started as the README starts
+it), the fake microphones' WAV files, Chromium's command line, and recording what a browser received.
+
+Each party runs in its own Chromium process when it needs its own fake microphone (Chromium reads the file given by
+`--use-file-for-fake-audio-capture` per process): the therapists (and the admin) in one whose microphone is silent,
+the client in one whose microphone plays a real speech recording.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+import wave
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import av
+import numpy as np
+import pytest
+
+from conftest import IN_CI, ROOT, SPEECH_DIR, free_port
+
+CHROMIUM = os.environ.get("CHROMIUM_PATH", "/usr/bin/chromium")
+ARTIFACTS = ROOT / "test-artifacts"
+VENV_PYTHON = ROOT / ".venv" / "bin" / "python"
+PYTHON = str(VENV_PYTHON) if VENV_PYTHON.exists() else sys.executable
+ADMIN_EMAIL = "admin@example.org"
+ADMIN_PASSWORD = "admin passphrase for e2e"
+#: The client's voice: LibriSpeech test-clean 61-70968-0000, "He began a confused complaint against the wizard, who
+#: had vanished behind the curtain on the left." Its distinctive words are looked for in the live transcript.
+SPEECH_CLIP = "ls-test-clean_61-70968-0000.wav"
+SPEECH_WORDS = ("wizard", "curtain")
+FAKE_RATE = 48000
+
+
+# ------------------------------------------------------------------ the server
+
+
+@dataclass
+class E2EServer:
+    url: str
+    data_dir: Path
+    log_path: Path
+    proc: subprocess.Popen[bytes]
+
+    def log_text(self) -> str:
+        return self.log_path.read_text(errors="replace")
+
+
+def _server_env(port: int) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("THERAPY_") and k not in ("DATABASE_URL", "REDIS_URL")}
+    env.update({
+        "THERAPY_ENV": "development",
+        "THERAPY_ICE_LOOPBACK_ONLY": "true",
+        "THERAPY_MEDIA_HOST_ADDRESSES": "127.0.0.1",
+        "THERAPY_ALLOWED_ORIGINS": f"http://127.0.0.1:{port}",
+        "PYTHONUNBUFFERED": "1",
+    })
+    return env
+
+
+def _healthy(url: str, proc: subprocess.Popen[bytes], timeout: float) -> bool:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            return False
+        with contextlib.suppress(urllib.error.URLError, OSError), \
+                urllib.request.urlopen(f"{url}/healthz", timeout=2) as resp:
+            if resp.status == 200:
+                return True
+        time.sleep(0.1)
+    return False
+
+
+def require_browser_setup() -> None:
+    """Chromium and the npm packages are installed by scripts/test: missing, they fail the tests in CI and skip them
+    (with the reason) elsewhere."""
+    missing = []
+    if not os.access(CHROMIUM, os.X_OK):
+        missing.append(f"Chromium ({CHROMIUM}; apt-get install chromium)")
+    if not (ROOT / "node_modules" / "socket.io-client" / "dist").is_dir():
+        missing.append("the browser client's npm packages (npm ci)")
+    if missing:
+        message = f"end-to-end tests need {' and '.join(missing)}; scripts/test installs them"
+        if IN_CI:
+            pytest.fail(message)
+        pytest.skip(message)
+
+
+def start_server(workdir: Path) -> E2EServer:
+    """`python -m signalling --host 127.0.0.1 --port P --data-dir D` with loopback-only ICE, plus an admin account
+    made with `create-admin` beforehand. A port found free may be taken before the server binds it: try again."""
+    data_dir = workdir / "data"
+    admin = subprocess.run(
+        [PYTHON, "-m", "signalling", "--data-dir", str(data_dir), "create-admin", "--email", ADMIN_EMAIL],
+        cwd=ROOT, env={**_server_env(0), "ADMIN_PASSWORD": ADMIN_PASSWORD}, capture_output=True, timeout=120, check=False,
+    )
+    assert admin.returncode == 0, admin.stdout.decode(errors="replace") + admin.stderr.decode(errors="replace")
+    for attempt in range(3):
+        port = free_port()
+        log_path = workdir / f"server-{attempt}.log"
+        with log_path.open("wb") as log:
+            proc = subprocess.Popen(
+                [PYTHON, "-m", "signalling", "--host", "127.0.0.1", "--port", str(port), "--data-dir", str(data_dir)],
+                cwd=ROOT, env=_server_env(port), stdout=log, stderr=subprocess.STDOUT,
+            )
+        url = f"http://127.0.0.1:{port}"
+        if _healthy(url, proc, 60):
+            return E2EServer(url, data_dir, log_path, proc)
+        stop_server(proc)
+    raise AssertionError(f"the server did not start; see {workdir}:\n{log_path.read_text(errors='replace')[-3000:]}")
+
+
+def running_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[E2EServer]:
+    """The body of each test module's `e2e_server` fixture: the real server process, stopped afterwards."""
+    require_browser_setup()
+    server = start_server(tmp_path_factory.mktemp("e2e-server"))
+    try:
+        yield server
+    finally:
+        stop_server(server.proc)
+
+
+def stop_server(proc: subprocess.Popen[bytes]) -> None:
+    if proc.poll() is None:
+        proc.terminate()
+        try:
+            proc.wait(20)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+
+
+# ------------------------------------------------------------------ fake microphones
+
+
+def _write_wav(path: Path, pcm: np.ndarray) -> Path:
+    with wave.open(str(path), "wb") as w:
+        w.setnchannels(1)
+        w.setsampwidth(2)
+        w.setframerate(FAKE_RATE)
+        w.writeframes(pcm.astype("<i2").tobytes())
+    return path
+
+
+def speech_wav(path: Path, clip: str = SPEECH_CLIP, lead_s: float = 1.5, tail_s: float = 12.0) -> Path:
+    """The clip resampled to 48 kHz (safest for Chromium's fake capture), after `lead_s` of silence (playback starts
+    at getUserMedia, before the link to the server is up) and before `tail_s` of silence (so the server's voice
+    activity detection sees the utterance end)."""
+    chunks: list[np.ndarray] = []
+    resampler = av.AudioResampler(format="s16", layout="mono", rate=FAKE_RATE)
+    with av.open(str(SPEECH_DIR / clip)) as container:
+        for frame in container.decode(audio=0):
+            chunks.extend(out.to_ndarray().reshape(-1) for out in resampler.resample(frame))
+        chunks.extend(out.to_ndarray().reshape(-1) for out in resampler.resample(None))
+    speech = np.concatenate(chunks)
+    return _write_wav(path, np.concatenate([_silence(lead_s), speech, _silence(tail_s)]))
+
+
+def _silence(seconds: float) -> np.ndarray:
+    return np.zeros(int(seconds * FAKE_RATE), dtype=np.int16)
+
+
+def silence_wav(path: Path, seconds: float = 180.0) -> Path:
+    return _write_wav(path, _silence(seconds))
+
+
+def chromium_args(wav: Path) -> list[str]:
+    return [
+        "--use-fake-ui-for-media-stream", "--use-fake-device-for-media-stream",
+        f"--use-file-for-fake-audio-capture={wav}%noloop", "--allow-loopback-in-peer-connection",
+        "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run", "--disable-background-networking",
+        "--disable-component-update", "--disable-sync",
+    ]
+
+
+# ------------------------------------------------------------------ what a page received, and what went wrong in it
+
+
+@dataclass
+class Received:
+    """Every websocket frame and every response body one page received (for the canary check)."""
+
+    frames: list[str] = field(default_factory=list)
+    bodies: list[bytes] = field(default_factory=list)
+    pending: set[asyncio.Task[None]] = field(default_factory=set)
+
+    def watch(self, page: Any) -> None:
+        def on_websocket(ws: Any) -> None:
+            ws.on("framereceived", lambda payload: self.frames.append(
+                payload if isinstance(payload, str) else payload.decode("utf-8", "replace")))
+
+        async def keep_body(response: Any) -> None:
+            with contextlib.suppress(Exception):  # redirects and aborted loads have no body
+                self.bodies.append(await response.body())
+
+        def on_response(response: Any) -> None:
+            task = asyncio.ensure_future(keep_body(response))
+            self.pending.add(task)
+            task.add_done_callback(self.pending.discard)
+
+        page.on("websocket", on_websocket)
+        page.on("response", on_response)
+
+    async def settle(self) -> None:
+        while self.pending:
+            await asyncio.gather(*list(self.pending), return_exceptions=True)
+
+    def contains(self, marker: str) -> list[str]:
+        hits = [f"frame: {f[:200]}" for f in self.frames if marker in f]
+        hits += [f"body: {b[:200]!r}" for b in self.bodies if marker.encode() in b]
+        return hits
+
+
+@dataclass
+class PageProblems:
+    """Uncaught errors and CSP violations on a page: any of them fails the test."""
+
+    errors: list[str] = field(default_factory=list)
+
+    def watch(self, page: Any, name: str) -> None:
+        page.on("pageerror", lambda exc: self.errors.append(f"{name}: uncaught {exc}"))
+
+        def on_console(msg: Any) -> None:
+            text = msg.text
+            if msg.type == "error" and ("Content Security Policy" in text or "Refused to" in text):
+                self.errors.append(f"{name}: {text}")
+
+        page.on("console", on_console)

@@ -1,0 +1,211 @@
+"""The pages in real Chromium, beyond the main scenario: every page fits a phone's screen without errors, the
+e-mailed links explain a bad token, signing in works by keyboard alone, and the call screen explains a refused or a
+missing camera and microphone while the chat still works."""
+
+from __future__ import annotations
+
+import re
+import uuid
+from collections.abc import AsyncIterator, Iterator
+from typing import Any
+
+import aiohttp
+import pytest
+from playwright.async_api import Browser, Page, Playwright, async_playwright, expect
+
+from e2e_support import ADMIN_EMAIL, ADMIN_PASSWORD, ARTIFACTS, CHROMIUM, E2EServer, PageProblems, running_server
+
+pytestmark = pytest.mark.slow
+
+
+@pytest.fixture(scope="module")
+def e2e_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[E2EServer]:
+    yield from running_server(tmp_path_factory)
+
+
+PASSWORD = "e2e password 123"
+PHONE = {"width": 360, "height": 740}
+HEADLESS_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run", "--disable-background-networking",
+                 "--disable-component-update", "--disable-sync", "--allow-loopback-in-peer-connection"]
+
+
+@pytest.fixture
+async def playwright() -> AsyncIterator[Playwright]:
+    async with async_playwright() as pw:
+        yield pw
+
+
+async def rest(http: aiohttp.ClientSession, server: E2EServer, method: str, path: str, token: str | None = None,
+               **kwargs: Any) -> Any:
+    headers = {"Authorization": f"Bearer {token}"} if token else {}
+    async with http.request(method, server.url + path, headers=headers, **kwargs) as resp:
+        body = await resp.json()
+        assert resp.status < 300, (path, resp.status, body)
+        return body
+
+
+async def accounts(http: aiohttp.ClientSession, server: E2EServer) -> dict[str, Any]:
+    """A client, an approved therapist and the admin, made over REST."""
+    run = uuid.uuid4().hex[:6]
+    client = await rest(http, server, "POST", "/api/auth/register", json={
+        "email": f"kim-{run}@example.org", "password": PASSWORD, "display_name": "Kim", "date_of_birth": "1990-01-01"})
+    therapist = await rest(http, server, "POST", "/api/auth/apply", json={
+        "email": f"ann-{run}@example.org", "password": PASSWORD, "display_name": "Dr Ann Lee", "qualifications": "MSc",
+        "registration_body": "BACP", "registration_number": "1", "insurance_provider": "Balens",
+        "insurance_expiry": "2031-01-01"})
+    admin = await rest(http, server, "POST", "/api/auth/signin", json={"email": ADMIN_EMAIL, "password": ADMIN_PASSWORD})
+    await rest(http, server, "POST", f"/api/admin/applications/{therapist['user']['id']}/approve", admin["token"])
+    return {"client": client, "therapist": therapist, "admin": admin, "client_email": f"kim-{run}@example.org",
+            "therapist_email": f"ann-{run}@example.org"}
+
+
+async def signed_in_page(browser: Browser, server: E2EServer, token: str, problems: PageProblems, name: str,
+                         viewport: dict[str, int] = PHONE) -> Page:
+    context = await browser.new_context(base_url=server.url, viewport=viewport)
+    context.set_default_timeout(15_000)
+    await context.add_init_script(f"sessionStorage.setItem('therapy.token', {token!r})")
+    page = await context.new_page()
+    problems.watch(page, name)
+    return page
+
+
+async def fits_the_screen(page: Page) -> None:
+    width = await page.evaluate("() => [document.documentElement.scrollWidth, window.innerWidth]")
+    assert width[0] <= width[1], f"{page.url} scrolls sideways on a phone: {width}"
+
+
+async def test_pages_fit_a_phone_explain_bad_links_and_sign_in_works_by_keyboard(
+    e2e_server: E2EServer, playwright: Playwright,
+) -> None:
+    server, problems = e2e_server, PageProblems()
+    browser = await playwright.chromium.launch(executable_path=CHROMIUM, args=HEADLESS_ARGS)
+    try:
+        async with aiohttp.ClientSession() as http:
+            made = await accounts(http, server)
+        context = await browser.new_context(base_url=server.url, viewport=PHONE)
+        context.set_default_timeout(15_000)
+        page = await context.new_page()
+        problems.watch(page, "public")
+
+        for path in ("/#register", "/#apply"):
+            await page.goto(path)
+            await expect(page.locator('[role="tab"][aria-selected="true"]')).to_have_id(f"tab-{path[2:]}")
+            await fits_the_screen(page)
+        await page.goto("/verify-email#token=not-a-real-token")
+        await expect(page.locator("#verify-state")).to_contain_text("expired or was already used")
+        assert "#" not in page.url, "the token is taken out of the address bar"
+        await page.goto("/guardian-consent#token=not-a-real-token")
+        await expect(page.locator("#consent-state")).to_contain_text("expired or was already used")
+        await page.goto("/reset-password")
+        await expect(page.locator("#reset-missing")).to_be_visible()
+        await fits_the_screen(page)
+
+        # keyboard only: skip link, brand, the selected tab (arrows switch tabs), e-mail, password, Enter
+        await page.goto("/")
+        for _ in range(3):
+            await page.keyboard.press("Tab")
+        assert await page.evaluate("() => document.activeElement.id") == "tab-signin"
+        await page.keyboard.press("ArrowRight")
+        await expect(page.locator("#panel-register")).to_be_visible()
+        await page.keyboard.press("ArrowLeft")
+        await expect(page.locator("#panel-signin")).to_be_visible()
+        await page.keyboard.press("Tab")
+        assert await page.evaluate("() => document.activeElement.id") == "signin-email"
+        await page.keyboard.type(made["client_email"])
+        await page.keyboard.press("Tab")
+        await page.keyboard.type("wrong password!")
+        await page.keyboard.press("Enter")
+        await expect(page.locator("#signin-form .form-error")).to_contain_text("do not match")
+        await page.locator("#signin-password").fill(PASSWORD)
+        await page.keyboard.press("Enter")
+        await page.wait_for_url("**/home")
+        await expect(page.locator("#start")).to_be_visible()
+        await fits_the_screen(page)
+        # nobody is available: crisis resources at once, and the request can be withdrawn
+        await page.get_by_label("What would you like to talk about?").fill("I cannot sleep")
+        await page.get_by_role("button", name="Talk to someone now").click()
+        await expect(page.locator("#waiting-text")).to_contain_text("No therapist is online")
+        await expect(page.locator("#crisis li")).not_to_have_count(0)
+        await page.get_by_role("button", name="Cancel my request").click()
+        await expect(page.locator("#start")).to_be_visible()
+        await page.goto("/calls")
+        await expect(page.locator("#calls-empty")).to_be_visible()
+        await fits_the_screen(page)
+
+        therapist = await signed_in_page(browser, server, made["therapist"]["token"], problems, "therapist")
+        for path in ("/dashboard", "/calls"):
+            await therapist.goto(path)
+            await expect(therapist.locator("#who")).to_contain_text("Dr Ann Lee")
+            await fits_the_screen(therapist)
+        await therapist.goto("/dashboard")
+        await therapist.get_by_label("Bio", exact=True).fill("Twenty years of helping people with grief.")
+        await therapist.get_by_label("Areas of expertise (separated by commas)").fill("grief, loss")
+        await therapist.get_by_role("button", name="Save changes").click()
+        await expect(therapist.locator("#account-status")).to_have_text("Changes saved.")
+        await therapist.reload()
+        await expect(therapist.get_by_label("Bio", exact=True)).to_have_value("Twenty years of helping people with grief.")
+        await expect(therapist.get_by_label("Areas of expertise (separated by commas)")).to_have_value("grief, loss")
+        admin = await signed_in_page(browser, server, made["admin"]["token"], problems, "admin")
+        await admin.goto("/admin")
+        await expect(admin.locator("#test-therapist option")).not_to_have_count(0)
+        await fits_the_screen(admin)
+        await admin.get_by_label("Approved therapist").select_option(label=f"Dr Ann Lee ({made['therapist_email']})")
+        await admin.get_by_role("button", name="Open a test session").click()
+        await expect(admin.locator("#test-result-text")).to_contain_text(re.compile(r"Test session \d+ is open"))
+        # a page for another role sends the user to their own start page
+        await admin.goto("/dashboard")
+        await admin.wait_for_url("**/admin")
+    finally:
+        await browser.close()
+    assert problems.errors == [], "\n".join(problems.errors)
+
+
+async def test_call_screen_explains_a_refused_or_missing_camera_and_the_chat_still_works(
+    e2e_server: E2EServer, playwright: Playwright,
+) -> None:
+    server, problems = e2e_server, PageProblems()
+    async with aiohttp.ClientSession() as http:
+        made = await accounts(http, server)
+        opened = await rest(http, server, "POST", "/api/admin/test-calls", made["admin"]["token"], json={
+            "therapist_id": made["therapist"]["user"]["id"], "recording_consent": True})
+    call_id = opened["call"]["id"]
+    # no --use-fake-ui-for-media-stream: the browser refuses; no fake devices: there are none
+    refusing = await playwright.chromium.launch(executable_path=CHROMIUM,
+                                                args=HEADLESS_ARGS + ["--use-fake-device-for-media-stream"])
+    without = await playwright.chromium.launch(executable_path=CHROMIUM,
+                                               args=HEADLESS_ARGS + ["--use-fake-ui-for-media-stream"])
+    try:
+        therapist = await signed_in_page(refusing, server, made["therapist"]["token"], problems, "therapist",
+                                         {"width": 1280, "height": 900})
+        client = await signed_in_page(without, server, opened["demo_client"]["token"], problems, "demo client")
+        await therapist.goto(f"/call/{call_id}")
+        await client.goto(f"/call/{call_id}")
+        await expect(therapist.locator("#media-error")).to_contain_text("You did not allow access to your camera")
+        await expect(client.locator("#media-error")).to_contain_text("No camera and microphone was found")
+        for page in (therapist, client):
+            await expect(page.locator("#mute")).to_be_disabled()
+            await expect(page.locator("#mute")).to_have_text("No microphone")
+        await expect(client.locator("#recording-text")).to_contain_text("your microphone is not available")
+
+        await therapist.get_by_label("Message", exact=True).fill("Can you read this?")
+        await therapist.get_by_label("Message", exact=True).press("Enter")
+        await expect(client.locator("#chat-list")).to_contain_text("Can you read this?")
+        await client.get_by_label("Message", exact=True).fill("Yes, loud and clear")
+        await client.get_by_role("button", name="Send").click()
+        await expect(therapist.locator("#chat-list")).to_contain_text("Yes, loud and clear")
+        await expect(therapist.locator("#recording")).to_be_visible()
+        await client.get_by_role("button", name="Stop recording").click()
+        await expect(client.locator("#recording-off")).to_contain_text("stopped by you")
+        await expect(therapist.locator("#recording-off")).to_contain_text("stopped by the client")
+        for page in (therapist, client):
+            await expect(page.locator("#recording")).to_be_hidden()
+        ARTIFACTS.mkdir(exist_ok=True)
+        await therapist.screenshot(path=str(ARTIFACTS / "07-call-camera-refused.png"))
+
+        await client.get_by_role("button", name="Hang up").click()
+        await expect(therapist.locator("#ended-text")).to_contain_text("The client ended the session")
+        await expect(client.locator("#ended-text")).to_contain_text("You ended the session")
+    finally:
+        await without.close()
+        await refusing.close()
+    assert problems.errors == [], "\n".join(problems.errors)
