@@ -139,6 +139,8 @@ def build_transcriber(settings: Settings) -> TranscriptionBackend:
 async def _security_headers(request: web.Request, response: web.StreamResponse) -> None:
     for name, value in SECURITY_HEADERS.items():
         response.headers.setdefault(name, value)
+    if request.path.startswith("/static/"):
+        response.headers.setdefault("Cache-Control", "no-cache")  # revalidate, so a release never mixes old and new modules
 
 
 async def _index(request: web.Request) -> web.FileResponse:

@@ -7,6 +7,7 @@ import asyncio
 import contextlib
 from typing import Any
 
+from accounts.models import User
 from accounts.principal import Principal
 from billing import metering
 from calls import chat, membership, notes
@@ -49,6 +50,7 @@ async def join(svc: Services, principal: Principal, sid: str, data: dict[str, An
         "call": {"id": call.id, "kind": call.kind.value, "recording_consent": call.recording_consent,
                  "started_at": call.started_at.isoformat() if call.started_at else None},
         "role": member.role,
+        "with": await _other_member(svc, other.user_id),
         "peer_present": other.sid is not None,
         "polite": member.role == "client",
         "chat": await chat.history(svc.calls, call.id),
@@ -58,6 +60,12 @@ async def join(svc: Services, principal: Principal, sid: str, data: dict[str, An
         reply["notes"] = await notes.read(svc.calls, principal, call.id)
     await metering.member_joined(svc.billing, call.id)
     return reply
+
+
+async def _other_member(svc: Services, user_id: int) -> dict[str, Any]:
+    async with svc.db.session() as session:
+        user = await session.get(User, user_id)
+    return {"id": user_id, "display_name": user.display_name if user else ""}
 
 
 async def _member_in_open_call(svc: Services, principal: Principal, data: dict[str, Any]) -> tuple[Call, Any]:
