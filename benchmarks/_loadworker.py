@@ -64,6 +64,7 @@ class Worker:
         self.frame_clock: Any = None
         self.canned: dict[str, str] = {}
         self.idle: list[Person] = []            # connected, available therapists not in a call or a race
+        self.idle_changed = asyncio.Event()
         self.spare_accounts: list[dict[str, Any]] = []
         self.therapists: list[Person] = []
         self.clients: dict[int, Person] = {}
@@ -164,6 +165,7 @@ class Worker:
             return await self.setup(call)
 
     async def _take_racers(self, count: int) -> list[Person]:
+        """`count` idle, available therapists (fewer when no more accounts are left), connected on demand."""
         while len(self.idle) < count and self.spare_accounts:
             account = self.spare_accounts.pop(0)
             person = Person(self, account, "therapist", self.next_url())
@@ -172,8 +174,17 @@ class Worker:
                 ack = await person.emit("pool.set_availability", {"available": True})
                 if ack is not None and ack.get("ok"):
                     self.idle.append(person)
+        deadline = now() + self.cfg["setup_timeout"]
+        while not self.idle and now() < deadline:   # every therapist is racing: wait for a loser to come back
+            self.idle_changed.clear()
+            with contextlib.suppress(asyncio.TimeoutError):
+                await asyncio.wait_for(self.idle_changed.wait(), max(0.01, deadline - now()))
         racers, self.idle = self.idle[:count], self.idle[count:]
         return racers
+
+    def _idle_again(self, therapists: list[Person]) -> None:
+        self.idle += [t for t in therapists if t.connected and t not in self.idle]
+        self.idle_changed.set()
 
     async def setup(self, call: SimCall) -> bool:
         """One call set up as the browsers do it; True once connected. Records the set-up's figures."""
@@ -228,7 +239,7 @@ class Worker:
         self.requests += 1
         if ack is None or not ack.get("ok"):
             self.requests_refused += 1
-            self.idle += racers
+            self._idle_again(racers)
             return False
         request_id = int(ack["request"]["id"])
 
@@ -243,7 +254,7 @@ class Worker:
         self.stats.races["requests"] += 1
         self.stats.races[f"winners_{len(winners)}"] += 1
         self.stats.races["racers"] += len(racers)
-        self.idle += [t for t in racers if t not in winners[:1]]
+        self._idle_again([t for t in racers if t not in winners[:1]])
         if len(winners) != 1:
             if len(winners) > 1:
                 self.stats.errors["race:several_winners"] += 1
@@ -325,8 +336,7 @@ class Worker:
 
     def _back_to_idle(self, therapist: Person) -> None:
         therapist.call = None
-        if therapist.connected and therapist not in self.idle:
-            self.idle.append(therapist)
+        self._idle_again([therapist])
 
     async def _churn_after(self, call: SimCall) -> None:
         """A call that lasts `call_seconds` (+-20 %), then is replaced by a new one for the same client."""

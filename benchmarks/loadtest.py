@@ -75,7 +75,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
-from benchmarks._cluster import ROOT, Cluster
+from benchmarks._cluster import ROOT, Cluster, free_port
 from benchmarks._loadclients import LoadClients
 from benchmarks._loadhost import ProcessWatch, Watched, parse_cpus, pin, scrape
 from benchmarks._loadreport import (
@@ -105,7 +105,8 @@ def log(*parts: Any) -> None:
 
 
 class LoadWorkers(LoadClients):
-    """`benchmarks._loadclients.LoadClients` (the JSON-lines process pool), running `benchmarks._loadworker`."""
+    """`benchmarks._loadclients.LoadClients` (the JSON-lines process pool), running `benchmarks._loadworker`, each
+    worker in a session of its own."""
 
     async def start(self) -> "LoadWorkers":
         for n in range(self.processes):
@@ -117,6 +118,7 @@ class LoadWorkers(LoadClients):
                 proc = await asyncio.create_subprocess_exec(
                     sys.executable, "-m", "benchmarks._loadworker", cwd=ROOT, stdin=asyncio.subprocess.PIPE,
                     stdout=asyncio.subprocess.PIPE, stderr=log_file, limit=64 * 1024 * 1024,
+                    start_new_session=True, preexec_fn=_child_setup(None),   # see OwnSessionCluster
                 )
             finally:
                 if log_file is not None:
@@ -126,11 +128,52 @@ class LoadWorkers(LoadClients):
             self._readers.append(asyncio.get_running_loop().create_task(self._read(n, proc)))
         return self
 
-    async def stop(self) -> None:
-        await super().stop()
-
 
 # ---------------------------------------------------------------- the deployment
+
+
+def _child_setup(cpus: set[int] | None) -> Any:
+    """For a child in a session of its own: pinned to `cpus` (if any), and sent SIGTERM if this process dies
+    without stopping it (the parent's process group is no longer its own, so a kill of that group misses it)."""
+
+    def setup() -> None:
+        import ctypes
+
+        with contextlib.suppress(Exception):
+            ctypes.CDLL(None).prctl(1, signal.SIGTERM)   # PR_SET_PDEATHSIG
+        if cpus:
+            os.sched_setaffinity(0, cpus)
+
+    return setup
+
+
+@dataclass
+class OwnSessionCluster(Cluster):
+    """`benchmarks._cluster.Cluster` whose server processes start in sessions of their own, pinned to `cpus` from
+    birth (as `taskset -c` does). With the kernel's autogroup scheduling (`/proc/sys/kernel/sched_autogroup_enabled`,
+    on by default) CPU time is shared fairly between sessions before processes: a server in the load test's own
+    session would share one portion with the load generator and be starved by every other session on a busy
+    machine. A deployment's service runs in a session of its own too."""
+
+    cpus: set[int] | None = None
+
+    async def start(self) -> "OwnSessionCluster":
+        self.workdir.mkdir(parents=True, exist_ok=True)
+        await self.migrate()
+        cpus = self.cpus
+        for n in range(self.processes):
+            port = free_port()
+            log_file = open(self.workdir / f"server-{n}.log", "wb")  # noqa: SIM115 - closed with the process
+            proc = await asyncio.create_subprocess_exec(
+                sys.executable, "-m", "signalling", "--host", "127.0.0.1", "--port", str(port), cwd=ROOT,
+                env=self.env(port), stdout=log_file, stderr=log_file, start_new_session=True,
+                preexec_fn=_child_setup(cpus),
+            )
+            log_file.close()
+            self._procs.append(proc)
+            self.urls.append(f"http://127.0.0.1:{port}")
+        await asyncio.gather(*(self._wait_healthy(url, proc) for url, proc in zip(self.urls, self._procs)))
+        return self
 
 
 @dataclass
@@ -155,8 +198,7 @@ class Deployment:
             await self.backing.close()
 
 
-async def start_deployment(args: argparse.Namespace, workdir: Path, server_cpus: set[int] | None,
-                           generator_cpus: set[int] | None) -> Deployment:
+async def start_deployment(args: argparse.Namespace, workdir: Path, server_cpus: set[int] | None) -> Deployment:
     from benchmarks.pool_race import open_backing
     from core.crypto import Keyring
 
@@ -181,21 +223,16 @@ async def start_deployment(args: argparse.Namespace, workdir: Path, server_cpus:
     for item in args.server_env:
         key, _, value = item.partition("=")
         env[key] = value
-    cluster = Cluster(processes=processes, database_url=backing.database_url, redis_url=backing.redis_url,
+    cluster = OwnSessionCluster(processes=processes, database_url=backing.database_url, redis_url=backing.redis_url,
                       redis_prefix=backing.redis_prefix, workdir=workdir / "servers",
                       secret_key=secrets.token_urlsafe(48), encryption_keys=Keyring.generate_spec("load1"),
-                      extra_env=env)
-    if server_cpus:
-        pin(os.getpid(), server_cpus)       # the servers inherit the mask from birth (taskset)
+                      extra_env=env, cpus=server_cpus)
     try:
         await cluster.start()
     except BaseException:
         await cluster.stop()
         await backing.close()
         raise
-    finally:
-        if server_cpus:
-            pin(os.getpid(), generator_cpus or set(range(os.cpu_count() or 1)))
     aux = ["postgres"] if backing.database == "postgresql" else []
     if backing.redis_url:
         aux.append("redis-server")
@@ -408,8 +445,8 @@ class Run:
         for w, batch in enumerate(batches):
             need = len(batch["calls"])
             spares = 0
-            if self.per_worker[w] == 0 and need:
-                spares = (self.args.racers - 1) * min(self.args.setup_in_flight, math.ceil(self.args.max_target / workers))
+            if self.per_worker[w] == 0 and need:   # this worker's share of the idle dashboards
+                spares = self.args.dashboards // workers + (1 if w < self.args.dashboards % workers else 0)
             take = need + spares
             batch["therapists"] = accounts.therapists[cursor["therapist"]:cursor["therapist"] + take]
             cursor["therapist"] += take
@@ -495,7 +532,7 @@ async def run(args: argparse.Namespace) -> int:
         else:
             runner.say(f"starting {args.start_servers} server process(es)"
                        + (f" on CPU {args.server_cpus}" if server_cpus else ""))
-            dep = await start_deployment(args, workdir, server_cpus, generator_cpus)
+            dep = await start_deployment(args, workdir, server_cpus)
         if server_cpus:
             for w in dep.watched:
                 pin(w.pid, server_cpus)
@@ -503,8 +540,7 @@ async def run(args: argparse.Namespace) -> int:
         workers_n = args.workers or max(1, math.ceil(args.max_target / calls_per_worker))
         workers_n = min(workers_n, args.max_target)
         runner.per_worker = [0] * workers_n
-        spares = (args.racers - 1) * min(args.setup_in_flight, math.ceil(args.max_target / workers_n)) * workers_n
-        accounts = await make_accounts(dep, args.max_target + spares, args.max_target, args.admin_email)
+        accounts = await make_accounts(dep, args.max_target + args.dashboards, args.max_target, args.admin_email)
         accounts_how = accounts.how
         bank = str(speech_bank(args, workdir)) if args.mode != "signalling" else ""
         runner.say(f"{dep.urls}: {len(accounts.therapists)} therapists and {len(accounts.clients)} clients "
@@ -771,7 +807,10 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     g.add_argument("--mode", choices=MODES, default=None, help="signalling only, media, or media with live "
                    "transcription (default media; signalling with --quick unless given)")
     g.add_argument("--p2p", action="store_true", help="also connect the members peer to peer (media modes)")
-    g.add_argument("--racers", type=int, default=2, help="dashboards racing for each request")
+    g.add_argument("--racers", type=int, default=2, help="therapists racing for each request (when that many are "
+                   "idle in the worker)")
+    g.add_argument("--dashboards", type=int, default=20, help="therapists online and available beyond those in "
+                   "calls: they receive every request card and race for it")
     g.add_argument("--setup-rate", type=float, default=None, help="new calls per second while ramping "
                    "(default: 20 signalling, 4 media)")
     g.add_argument("--setup-in-flight", type=int, default=32, help="set-ups in progress at once per worker")

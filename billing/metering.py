@@ -281,7 +281,7 @@ async def call_charges(ctx: BillingContext, call_id: int) -> dict[str, Any] | No
         meter = await session.get(CallMeter, call_id)
         if meter is None:
             return None
-        share, commission = split(meter.rate_pence, meter.commission_bp)
+        share, _ = split(meter.rate_pence, meter.commission_bp)
         return {"call_id": call_id, "rate_pence": meter.rate_pence, "minutes_charged": meter.minutes_charged,
                 "charged_pence": meter.minutes_charged * meter.rate_pence,
                 "therapist_pence": meter.minutes_charged * share, "status": meter.status.value,

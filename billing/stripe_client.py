@@ -135,9 +135,11 @@ def verify_event(payload: bytes, signature: str | None, secret: str, tolerance_s
         if "tolerance" in str(err).lower():
             raise Invalid("the signature is too old", code="stale_signature") from None
         raise Invalid("the signature does not match", code="bad_signature") from None
-    except (ValueError, UnicodeDecodeError):  # signed, but not a JSON object
-        raise Invalid("the event is not valid JSON", code="invalid_event") from None
-    data = event.to_dict()
+    except (ValueError, TypeError, AttributeError, KeyError):  # signed, but not a JSON event object
+        raise Invalid("the event is not a JSON event object", code="invalid_event") from None
+    data = event.to_dict() if hasattr(event, "to_dict") else None
+    if not isinstance(data, dict):
+        raise Invalid("the event is not a JSON event object", code="invalid_event")
     if not isinstance(data.get("id"), str) or not isinstance(data.get("type"), str) or not isinstance(
             data.get("data"), dict) or not isinstance(data["data"].get("object"), dict):
         raise Invalid("the event lacks an id, a type or its object", code="invalid_event")

@@ -177,7 +177,8 @@ class Settings:
         out: dict[str, Any] = {}
         for f in dataclasses.fields(self):
             value = getattr(self, f.name)
-            if f.name in ("secret_key", "encryption_keys", "metrics_token", "smtp_password", "turn_secret") and value:
+            if f.name in ("secret_key", "encryption_keys", "metrics_token", "smtp_password", "turn_secret",
+                          "stripe_secret_key", "stripe_webhook_secret") and value:
                 value = "***"
             elif f.name in ("database_url", "redis_url") and value:
                 value = _mask_url_password(value)

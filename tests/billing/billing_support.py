@@ -8,7 +8,6 @@ do with `accounts_api`.
 
 from __future__ import annotations
 
-import asyncio
 import hashlib
 import hmac
 import json
@@ -207,10 +206,6 @@ async def tick(server: RunningServer) -> list[Any]:
     from billing import metering
 
     return await metering.tick(server.services.billing)
-
-
-async def settle_tasks() -> None:
-    await asyncio.sleep(0.05)
 
 
 async def earn(server: RunningServer, therapist: User, pence: int) -> None:

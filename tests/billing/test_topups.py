@@ -9,7 +9,7 @@ import aiohttp
 from billing.ledger import wallet
 from billing_support import (DECLINED, LocalStripe, balance_of, billing, call_api, code_of, confirm_card, credit,  # noqa: F401
                              ledger_is_consistent, local_stripe, people)
-from conftest import RunningServer, Users, wait_for
+from conftest import RunningServer, Users
 
 
 async def test_a_top_up_is_credited_once_when_stripe_says_it_succeeded(

@@ -113,6 +113,11 @@ async def test_forged_stale_and_malformed_deliveries_are_refused_and_change_noth
         (payload, sign(payload, timestamp=int(time.time()) - 3600), "stale_signature"),  # replayed an hour later
         (b"not json", sign(b"not json"), "invalid_event"),
         (b'{"id": "evt_1"}', sign(b'{"id": "evt_1"}'), "invalid_event"),
+        (b"[1, 2]", sign(b"[1, 2]"), "invalid_event"),
+        (b'"text"', sign(b'"text"'), "invalid_event"),
+        (b'{"id": "evt_2", "type": "payment_intent.succeeded", "data": {"object": 5}}',
+         sign(b'{"id": "evt_2", "type": "payment_intent.succeeded", "data": {"object": 5}}'), "invalid_event"),
+        ("{\"id\": \"\u00e9\"}".encode("latin-1"), sign("{\"id\": \"\u00e9\"}".encode("latin-1")), "invalid_event"),  # not UTF-8
     ]
     for body, signature, code in cases:
         status, reply = await deliver(http, billing, body, signature)
