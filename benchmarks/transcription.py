@@ -10,7 +10,7 @@ decoded and resampled with PyAV (16 kHz float for Whisper offline, 48 kHz int16 
 
 1. Offline baseline. The server's own model (`transcription.model.load_model` with the same ModelSpec the server
    builds from its settings: bundled tiny.en, int8, one thread unless told otherwise) transcribes each whole clip at
-   once with faster-whisper: `language="en"`, the same beam size, `vad_filter=False`,
+   once with faster-whisper: `language="en"`, beam size 5 (`--offline-beam-size`), `vad_filter=False`,
    `condition_on_previous_text=False`. `offline_rtf` = compute seconds / audio seconds (after one untimed warm-up).
 
 2. Live path. The whole server runs in this process (`signalling.app.create_app`, SQLite in a temporary folder,
@@ -839,8 +839,7 @@ async def amain(args: argparse.Namespace) -> int:
     live: dict[str, Any] | None = None
     try:
         loop = asyncio.get_running_loop()
-        offline = await loop.run_in_executor(None, offline_baseline, clips, model_spec(settings),
-                                             settings.whisper_beam_size)
+        offline = await loop.run_in_executor(None, offline_baseline, clips, model_spec(settings), args.offline_beam_size)
         log(f"offline: WER {offline['wer']:.2%}, {offline['rtf']:.3f} x real time "
             f"(model load {offline['load_s']:.2f} s)")
         if not args.no_live:
@@ -877,7 +876,9 @@ def main() -> None:
     parser.add_argument("--level-seconds", type=float, default=40.0, help="audio per stream per throughput level (40)")
     parser.add_argument("--device", choices=("cpu", "cuda"), default=None, help="Whisper device (server default cpu)")
     parser.add_argument("--compute-type", default=None, help="CTranslate2 compute type (server default int8)")
-    parser.add_argument("--beam-size", type=int, default=None, help="beam size, live and offline (server default 5)")
+    parser.add_argument("--beam-size", type=int, default=None, help="beam size of the live path (server default: greedy, 1)")
+    parser.add_argument("--offline-beam-size", type=int, default=5,
+                        help="beam size of the offline baseline (5: the issue's reference point)")
     parser.add_argument("--cpu-threads", type=int, default=None, help="threads per decode (server default 1)")
     parser.add_argument("--workers", type=int, default=None, help="decode workers (server default 1)")
     parser.add_argument("--model", default=None, help="CTranslate2 model directory (default: bundled tiny.en)")
