@@ -158,6 +158,7 @@ def summarise_step(*, index: int, target: int, mode: str, window_s: float, ramp_
         "accept_to_connected_ms": dist([s["accept_to_connected"] for s in ok_setups if "accept_to_connected" in s]),
         "signal_relay_rtt_ms": dist(_merge(workers, "relays")),
         "ping_rtt_ms": dist(_merge(workers, "pings"), digits=2),
+        "ping_stalls": stalls(_merge(workers, "ping_times"), limits.rtt_p99_ms / 1000),
         "notes_save_ms": dist(_merge(workers, "notes")),
         "chat": {"sent": chat_sent, "delivered": chat_delivered, "lost": chat_sent - chat_delivered,
                  "relay_ms": dist([x for c in chats for x in c.get("relay", [])])},
@@ -182,6 +183,18 @@ def summarise_step(*, index: int, target: int, mode: str, window_s: float, ramp_
     }
     step["slo"] = judge(step, mode, limits)
     return step
+
+
+def stalls(timed: list[list[float]], limit_s: float, top: int = 5) -> list[list[float]]:
+    """The seconds of the window (from its start) whose slowest round trip was over `limit_s`: [second, ms, how
+    many pings in that second were over], slowest first. Spread over the window: load; bunched: a stall."""
+    worst: dict[int, list[float]] = {}
+    for at, rtt in timed:
+        if rtt > limit_s:
+            entry = worst.setdefault(int(at), [int(at), 0.0, 0])
+            entry[1] = max(entry[1], round(rtt * 1000, 1))
+            entry[2] += 1
+    return sorted(worst.values(), key=lambda e: -e[1])[:top]
 
 
 def judge(step: dict[str, Any], mode: str, limits: Limits) -> dict[str, Any]:
@@ -215,12 +228,15 @@ def judge(step: dict[str, Any], mode: str, limits: Limits) -> dict[str, Any]:
 
 
 def conclude(steps: list[dict[str, Any]], stopped_by: str, mode: str, server_cores: int | None) -> dict[str, Any]:
-    """The last step that held, the largest number of calls held at a valid step, and capacity per core, or the
-    per-call cost when the limit was not found (never extrapolated)."""
-    held = [s for s in steps if s["valid"] and s["slo"]["held"]]
+    """The last step that held before the first valid step that broke a service level, the largest number of calls
+    held at a valid step, and capacity per core when a valid step then broke them; when the generator (or a bound)
+    stopped the run first, the per-call cost instead, never an extrapolation."""
+    broke = next((s for s in steps if s["valid"] and not s["slo"]["held"]), None)
+    before = steps if broke is None else steps[:steps.index(broke)]
+    held = [s for s in before if s["valid"] and s["slo"]["held"]]
     last_held = held[-1]["step"] if held else None
     best = max(held, key=lambda s: s["calls"]) if held else None
-    limit_found = stopped_by == "slo"
+    limit_found = broke is not None
     costs = [s["server"]["cpu_pct_per_call"] for s in held if s["server"]["cpu_pct_per_call"] is not None]
     cost_s = [s["server"]["cpu_s_per_call_s"] for s in held if s["server"]["cpu_s_per_call_s"] is not None]
     per_call = {"cpu_pct_per_call_median": pct(costs, 50), "cpu_s_per_call_s_median": pct(cost_s, 50),
@@ -228,30 +244,29 @@ def conclude(steps: list[dict[str, Any]], stopped_by: str, mode: str, server_cor
     out: dict[str, Any] = {
         "last_held_step": last_held, "max_calls_held": best["calls"] if best else None,
         "max_connections_held": best["connections"] if best else None,
+        "first_broken_step": broke["step"] if broke else None,
+        "broken_by": broke["slo"]["broken"] if broke else [],
         "limit_found": limit_found, "generator_limited": stopped_by == "generator", **per_call,
-        "server_cores": server_cores,
+        "server_cores": server_cores, "calls_per_core": None,
     }
-    unit = "calls" if mode != "signalling" else "calls"
     if best is None:
-        out["statement"] = "no step held its service levels at a valid step"
-        out["calls_per_core"] = None
-    elif limit_found and server_cores:
-        out["calls_per_core"] = round(best["calls"] / server_cores, 2)
-        out["statement"] = (f"the server ({server_cores} core{'s' if server_cores > 1 else ''}) held {best['calls']} "
-                            f"{unit} ({best['connections']} connections) within its service levels; the next step broke "
-                            f"{', '.join(steps[-1]['slo']['broken'])}")
+        out["statement"] = ("no step held its service levels at a valid step"
+                            + (f" (step {broke['step']} broke {', '.join(broke['slo']['broken'])})" if broke else ""))
     elif limit_found:
-        out["calls_per_core"] = None
-        out["statement"] = (f"the server held {best['calls']} {unit} within its service levels (not pinned: no "
-                            f"per-core figure); the next step broke {', '.join(steps[-1]['slo']['broken'])}")
+        if server_cores:
+            out["calls_per_core"] = round(best["calls"] / server_cores, 2)
+        where = (f"the server ({server_cores} core{'s' if server_cores > 1 else ''})" if server_cores
+                 else "the server (not pinned: no per-core figure)")
+        out["statement"] = (f"{where} held {best['calls']} calls ({best['connections']} connections) within its service "
+                            f"levels; step {broke['step']} ({broke['calls']} calls) broke "
+                            f"{', '.join(broke['slo']['broken'])}")
     else:
-        out["calls_per_core"] = None
         why = {"generator": "the load generator fell behind first",
                "max_calls": "the run stopped at --max-calls", "duration": "the run stopped at --duration",
                "steps_done": "the steps ran out", "interrupted": "the run was interrupted",
                "error": "the run failed"}.get(stopped_by, stopped_by)
         cost = per_call["cpu_pct_per_call_at_largest"]
-        out["statement"] = (f"limit not found ({why}): the server held {best['calls']} {unit} "
+        out["statement"] = (f"limit not found ({why}): the server held {best['calls']} calls "
                             f"({best['connections']} connections) at {best['server']['cpu_pct']} % of a core"
                             + (f", {cost} % of a core per call" if cost is not None else "")
                             + "; no capacity is extrapolated")

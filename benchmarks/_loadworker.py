@@ -407,7 +407,8 @@ class Worker:
             return [round(v, 5) for at, v in samples if lo <= at <= hi]
 
         out: dict[str, Any] = {
-            "pings": window(s.pings), "lags": window(s.lags), "ramp_lags": window(s.lags, ramp_since, since),
+            "pings": window(s.pings), "lags": window(s.lags),
+            "ping_times": [[round(at - since, 2), round(v, 4)] for at, v in s.pings if since <= at <= until], "ramp_lags": window(s.lags, ramp_since, since),
             "notes": window(s.notes), "relays": window(s.relays, -1e18, until),
             "setups": s.setups, "errors": dict(s.errors), "races": dict(s.races),
         }

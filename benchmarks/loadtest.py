@@ -87,13 +87,16 @@ from benchmarks._loadreport import (
     table,
 )
 
+DEFAULT_POSTGRES = os.environ.get("TEST_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432/test")
+DEFAULT_REDIS = os.environ.get("TEST_REDIS_URL", "redis://127.0.0.1:6379/0")
 MODES = ("signalling", "media", "transcription")
 DEFAULT_STEPS = {"signalling": "250,500,750,1000,1250,1500", "media": "2,4,6,8,10,12,16,20,24,28,32",
                  "transcription": "1,2,3,4,5,6,8,10,12"}
 CALLS_PER_WORKER = {"signalling": 250, "media": 7, "transcription": 7}    # <= ~15 aiortc senders per process
-SETUP_RATE = {"signalling": 20.0, "media": 4.0, "transcription": 4.0}
+SETUP_RATE = {"signalling": 5.0, "media": 4.0, "transcription": 4.0}
 TARGETS = {"signalling_connections": 2000, "signalling_rtt_p99_ms": 50.0, "media_cpu_pct_per_call": 5.0,
            "media_calls_per_core": 20, "transcription_calls": 4, "transcription_latency_p95_s": 3.0}
+STEP_SECONDS = {"signalling": 30.0, "media": 30.0, "transcription": 60.0}   # enough utterances for a p95
 SCRAPE_EVERY_S = 2.0
 
 
@@ -204,7 +207,7 @@ async def start_deployment(args: argparse.Namespace, workdir: Path, server_cpus:
 
     processes = args.start_servers
     redis_url = args.redis_url
-    media_transcription = "on"
+    media_transcription = "no audio" if args.mode == "signalling" else "on"
     if args.mode == "media" and not redis_url and args.media_transcription == "parked":
         redis_url = await _redis_if_up(DEFAULT_REDIS)
     backing = await open_backing(argparse.Namespace(processes=processes, redis_url=redis_url or "",
@@ -263,8 +266,7 @@ def external_deployment(args: argparse.Namespace) -> Deployment:
     urls = [u.rstrip("/") for spec in args.url for u in spec.split(",") if u.strip()]
     pids = [int(p) for spec in args.server_pids for p in spec.split(",") if p.strip()]
     watched = [Watched(f"server{n}", pid, urls[n] if n < len(urls) else None) for n, pid in enumerate(pids)]
-    database_url = args.database_url if args.database_url != "sqlite" and args.database_url != DEFAULT_POSTGRES \
-        else None
+    database_url = args.database_url
     if database_url and database_url.startswith("postgresql://"):
         database_url = database_url.replace("postgresql://", "postgresql+asyncpg://", 1)
     return Deployment(urls=urls, watched=watched, database_url=database_url,
@@ -744,8 +746,9 @@ def add_up(replies: list[dict[str, Any]], steps: list[dict[str, Any]]) -> dict[s
 
 def judge_targets(result: dict[str, Any]) -> dict[str, Any]:
     """The issue's targets for one server core, judged on valid steps that held."""
-    mode = result["mode"]
-    held = [s for s in result["steps"] if s["valid"] and s["slo"]["held"]]
+    mode, steps = result["mode"], result["steps"]
+    broke = next((i for i, s in enumerate(steps) if s["valid"] and not s["slo"]["held"]), len(steps))
+    held = [s for s in steps[:broke] if s["valid"] and s["slo"]["held"]]   # as the conclusion counts them
     cores = len(result["deployment"]["server_cpus"] or []) or None
     out: dict[str, Any] = {"server_cores": cores}
     if mode == "signalling":
@@ -794,15 +797,23 @@ def summary_text(result: dict[str, Any]) -> str:
 # ---------------------------------------------------------------- command line
 
 
-DEFAULT_POSTGRES = os.environ.get("TEST_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432/test")
-DEFAULT_REDIS = os.environ.get("TEST_REDIS_URL", "redis://127.0.0.1:6379/0")
+
+
+class _Help(argparse.ArgumentDefaultsHelpFormatter):
+    """Defaults shown, except where there is none to show or the help already says it."""
+
+    def _get_help_string(self, action: argparse.Action) -> str:
+        text = action.help or ""
+        if action.default in (None, False, [], "", argparse.SUPPRESS) or "default" in text:
+            return text
+        return super()._get_help_string(action) or text
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     from benchmarks._speech import DEFAULT_SPEECH_DIR
 
     p = argparse.ArgumentParser(prog="python -m benchmarks.loadtest", description=__doc__.split("\n\n")[0],
-                                formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+                                formatter_class=_Help)
     g = p.add_argument_group("what to simulate")
     g.add_argument("--mode", choices=MODES, default=None, help="signalling only, media, or media with live "
                    "transcription (default media; signalling with --quick unless given)")
@@ -812,7 +823,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     g.add_argument("--dashboards", type=int, default=20, help="therapists online and available beyond those in "
                    "calls: they receive every request card and race for it")
     g.add_argument("--setup-rate", type=float, default=None, help="new calls per second while ramping "
-                   "(default: 20 signalling, 4 media)")
+                   "(default: 5 signalling, 4 media)")
     g.add_argument("--setup-in-flight", type=int, default=32, help="set-ups in progress at once per worker")
     g.add_argument("--setup-timeout", type=float, default=20.0, help="seconds for each wait of a set-up")
     g.add_argument("--ping-interval", type=float, default=5.0, help="session.ping per connection, seconds (0: off)")
@@ -833,7 +844,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                    "--step-seconds) until --duration")
     g.add_argument("--duration", type=float, default=0.0, help="stop measuring after this many seconds (0: none)")
     g.add_argument("--max-calls", type=int, default=0, help="never more concurrent calls than this (0: none)")
-    g.add_argument("--step-seconds", type=float, default=30.0, help="measurement window of each step")
+    g.add_argument("--step-seconds", type=float, default=None, help="measurement window of each step "
+                   f"(default {STEP_SECONDS})")
     g.add_argument("--settle", type=float, default=3.0, help="seconds between the end of a ramp and its window")
     g.add_argument("--keep-going", action="store_true", help="do not stop at a broken service level")
     g = p.add_argument_group("service levels (a step holds when every one that applies is met)")
@@ -861,8 +873,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                    "in --url order (for CPU and memory)")
     g.add_argument("--aux", action="append", default=[], help="process names whose CPU to report too "
                    "(e.g. postgres, redis-server)")
-    g.add_argument("--database-url", default=DEFAULT_POSTGRES, help="PostgreSQL server for a fresh database, or "
-                   "'sqlite' (one process); with --url: the deployment's own database, for the accounts")
+    g.add_argument("--database-url", default=None, help="PostgreSQL server to create a fresh database on (default "
+                   f"{DEFAULT_POSTGRES}; SQLite with --quick), or 'sqlite' (one process); with --url: the deployment's "
+                   "own database, for the accounts")
     g.add_argument("--redis-url", default=None, help=f"Redis (default: {DEFAULT_REDIS} with more than one process)")
     g.add_argument("--secret-key", default=None, help="the deployment's THERAPY_SECRET_KEY (with --url and "
                    "--database-url)")
@@ -890,6 +903,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         return args
     if args.mode is None:
         args.mode = "signalling" if args.quick else "media"
+    if args.step_seconds is None:
+        args.step_seconds = STEP_SECONDS[args.mode]
     if args.quick:
         if not args.hold:
             args.steps = args.steps or "1,2"
@@ -900,8 +915,10 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         args.notes_interval = min(args.notes_interval, 1.5)
         args.chat_timeout = min(args.chat_timeout, 2.0)
         args.workers = args.workers or 1
-        if args.database_url == DEFAULT_POSTGRES:
+        if args.database_url is None and not args.url:
             args.database_url = "sqlite"
+    if args.database_url is None and not args.url:
+        args.database_url = DEFAULT_POSTGRES
     if args.setup_rate is None:
         args.setup_rate = SETUP_RATE[args.mode]
     if args.redis_url is None:
@@ -912,7 +929,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         p.error("--hold needs --duration")
     if args.hold and args.steps:
         p.error("--hold and --steps are exclusive")
-    if args.racers < 1 or args.start_servers < 1 or args.step_seconds <= 0:
+    if args.racers < 1 or args.start_servers < 1 or args.step_seconds <= 0 or args.dashboards < 0:
         p.error("--racers, --start-servers and --step-seconds must be positive")
     if args.start_servers > 1 and not args.redis_url and not args.url:
         p.error("several server processes need Redis (--redis-url)")

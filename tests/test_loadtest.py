@@ -39,7 +39,7 @@ RESULT_FIELDS = {"tool", "version", "label", "mode", "started_at", "wall_s", "st
                  "conclusion", "targets"}
 STEP_FIELDS = {"step", "target_calls", "calls", "connections", "window_s", "ramp_s", "setups", "setups_failed",
                "setup_failures", "request_to_accept_ms", "accept_to_connected_ms", "signal_relay_rtt_ms",
-               "ping_rtt_ms", "notes_save_ms", "chat", "races", "frames", "transcripts", "errors", "error_count",
+               "ping_rtt_ms", "ping_stalls", "notes_save_ms", "chat", "races", "frames", "transcripts", "errors", "error_count",
                "server", "aux", "generator", "valid", "invalid_reasons", "setup_judged", "slo", "t", "loadavg"}
 DIST_FIELDS = {"n", "p50", "p95", "p99", "max"}
 SERVER_FIELDS = {"processes", "cpu_s", "cpu_pct", "cpu_s_per_call_s", "cpu_pct_per_call", "cpu_pct_per_connection",
@@ -55,7 +55,8 @@ BOOKKEEPING_FIELDS = {"calls_started", "calls_connected", "calls_failed", "calls
                       "requests_cancelled", "requests_refused", "requests_stranded", "chat_sent", "chat_acked",
                       "chat_delivered", "chat_lost", "connections_left", "setups_unreported",
                       "setups_reported_in_steps", "checks", "all_ended", "counts_add_up"}
-CONCLUSION_FIELDS = {"last_held_step", "max_calls_held", "max_connections_held", "limit_found", "generator_limited",
+CONCLUSION_FIELDS = {"last_held_step", "max_calls_held", "max_connections_held", "first_broken_step", "broken_by",
+                     "limit_found", "generator_limited",
                      "cpu_pct_per_call_median", "cpu_s_per_call_s_median", "cpu_pct_per_call_at_largest",
                      "server_cores", "statement", "calls_per_core"}
 
@@ -246,7 +247,9 @@ def test_conclusion_gives_capacity_only_when_a_valid_step_broke() -> None:
     broke = step_from([worker_reply(chat={"sent": 4, "acked": 4, "delivered": 0, "relay": []})])
     found = conclude([held, {**broke, "step": 2}], "slo", "media", 1)
     assert found["limit_found"] and found["max_calls_held"] == 2 and found["calls_per_core"] == 2.0
-    assert "chat_lost" in found["statement"]
+    assert "chat_lost" in found["statement"] and found["first_broken_step"] == 2
+    kept_going = conclude([held, {**broke, "step": 2}, {**held, "step": 3, "calls": 9}], "steps_done", "media", 1)
+    assert kept_going["max_calls_held"] == 2 and kept_going["limit_found"]   # a step held after a break: not counted
     invalid = {**step_from([worker_reply(lags=[0.3] * 100)]), "step": 2}
     limited = conclude([held, invalid], "generator", "media", 1)
     assert limited["generator_limited"] and limited["calls_per_core"] is None
