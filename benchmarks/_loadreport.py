@@ -20,7 +20,7 @@ class Limits:
     setup_p95_s: float = 2.0          # pool.respond (accept) -> connected
     rtt_p99_ms: float = 50.0          # session.ping round trip
     transcript_p95_s: float = 3.0     # end of speech -> its last segment at the therapist (transcription mode)
-    frame_loss: float = 0.01          # fraction of audio packets the server's receiver reports lost
+    frame_loss: float = 0.01          # fraction of audio packets lost (server's RTCP reports) or dropped by its sinks
     chat_lost: int = 0                # chat messages not delivered to the other member within chat_timeout
     failed_calls: int = 0             # set-ups that failed
     errors: int = 0                   # errors of any kind (failed acks, timeouts, dropped connections)
@@ -167,6 +167,9 @@ def summarise_step(*, index: int, target: int, mode: str, window_s: float, ramp_
             "sent": packets_sent, "lost": packets_lost, "received": packets_sent - packets_lost,
             "received_fraction": round((packets_sent - packets_lost) / packets_sent, 5) if packets_sent else None,
             "server_dropped": metrics.get("dropped_delta"),
+            # lost on the way (RTCP) or dropped by the server's sinks that fell behind: audio nobody will hear
+            "loss_fraction": round((packets_lost + int(metrics.get("dropped_delta") or 0)) / packets_sent, 5)
+            if packets_sent else None,
             "p2p_sent": int(frames.get("p2p_sent", 0)), "p2p_received": int(frames.get("p2p_received", 0)),
         } if media else None,
         "transcripts": {
@@ -216,7 +219,7 @@ def judge(step: dict[str, Any], mode: str, limits: Limits) -> dict[str, Any]:
     check("failed_calls", step["setups_failed"], limits.failed_calls)
     check("errors", step["error_count"], limits.errors)
     if step["frames"] is not None and step["frames"]["sent"]:
-        check("frame_loss", round(1 - (step["frames"]["received_fraction"] or 0), 5), limits.frame_loss)
+        check("frame_loss", step["frames"]["loss_fraction"], limits.frame_loss)
     if mode == "transcription" and step["transcripts"] is not None:
         p95 = step["transcripts"]["latency_ms"]["p95"]
         check("transcript_latency_p95_s", None if p95 is None else p95 / 1000, limits.transcript_p95_s)

@@ -47,7 +47,8 @@ SERVER_FIELDS = {"processes", "cpu_s", "cpu_pct", "cpu_s_per_call_s", "cpu_pct_p
 PROCESS_FIELDS = {"label", "pid", "url", "cpu_s", "cpu_pct", "rss_mb", "rss_peak_mb", "alive"}
 GENERATOR_FIELDS = {"workers", "loop_lag_p99_ms", "ramp_loop_lag_p99_ms", "late_frames", "late_frame_fraction",
                     "cpu_pct"}
-FRAME_FIELDS = {"sent", "lost", "received", "received_fraction", "server_dropped", "p2p_sent", "p2p_received"}
+FRAME_FIELDS = {"sent", "lost", "received", "received_fraction", "server_dropped", "loss_fraction", "p2p_sent",
+                "p2p_received"}
 TRANSCRIPT_FIELDS = {"expected", "utterances", "untranscribed", "latency_ms", "backlog_max", "backlog_mean",
                      "compute_per_audio_max"}
 BOOKKEEPING_FIELDS = {"calls_started", "calls_connected", "calls_failed", "calls_ended", "calls_set_up_attempted",
@@ -231,6 +232,10 @@ def test_service_levels_break_on_latency_loss_and_lost_chat() -> None:
     frames = step_from([worker_reply(frames={"packets_sent": 1000, "packets_lost": 50, "frames": 1000,
                                              "late_frames": 0})])
     assert frames["slo"]["broken"] == ["frame_loss"]
+    dropped = summarise_step(index=1, target=4, mode="media", window_s=10.0, ramp_s=2.0, workers=[worker_reply()],
+                             server={"processes": []}, aux={}, metrics={"dropped_delta": 30}, limits=Limits(),
+                             server_cores=1)
+    assert dropped["frames"]["loss_fraction"] == 0.03 and dropped["slo"]["broken"] == ["frame_loss"]
     setup = step_from([worker_reply(setups=[{"ok": True, "request_to_accept": 0.1, "accept_to_connected": 2.5}])])
     assert setup["slo"]["broken"] == ["accept_to_connected_p95_s"]
     failed = step_from([worker_reply(setups=[{"ok": False, "error": "join"}], errors={"call.join:timeout": 1})])
