@@ -432,6 +432,11 @@ class SimCall:
             if ack is not None and ack.get("ok"):
                 version = int(ack.get("version", version))
                 self.worker.stats.notes.append((sent, now() - sent))
+            elif ack is not None and (ack.get("error") or {}).get("code") == "stale_notes":
+                # saved elsewhere meanwhile (here: an earlier save whose ack timed out): reload, as the web client does
+                fresh = await person.emit("call.notes.get", {"call_id": self.call_id})
+                if fresh is not None and fresh.get("ok"):
+                    version = int(fresh.get("version", version))
             await asyncio.sleep(max(0.0, interval - (now() - sent)))
 
     def start_activity(self) -> None:

@@ -336,10 +336,14 @@ def table(result: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
-def progress_line(step: int, steps: int, elapsed: float, window: float, status: dict[str, Any]) -> str:
+def progress_line(step: int, steps: int, elapsed: float, window: float, status: dict[str, Any],
+                  what: str = "") -> str:
+    """`step 2/5 [#####---] 12/30 s  calls …` while measuring; with `what`, the bar counts calls set up."""
     width = 24
     done = 0 if window <= 0 else min(width, int(width * elapsed / window))
-    return (f"step {step}/{steps} [{'#' * done}{'-' * (width - done)}] {elapsed:4.0f}/{window:.0f} s  "
+    head = what or f"step {step}/{steps}"
+    unit = "calls" if what else "s"
+    return (f"{head} [{'#' * done}{'-' * (width - done)}] {elapsed:4.0f}/{window:.0f} {unit}  "
             f"calls {status.get('active_calls', 0)}  connections {status.get('connections', 0)}  "
             f"set-ups in flight {status.get('in_flight', 0)}  errors {status.get('errors', 0)}")
 
@@ -395,6 +399,7 @@ def chart(results: list[dict[str, Any]], path: str, title: str | None = None) ->
     if any(r["mode"] == "signalling" for r in results) and any(r["mode"] != "signalling" for r in results):
         for ax in axes.flat:
             ax.set_xscale("log")
+        ax_cost.set_yscale("log")   # signalling costs ~0.1 % a call, media and transcription 5-25 %
     fig.suptitle(title or "load test: figures against concurrent calls (hollow: generator-limited step; "
                           "x: service level broken)", fontsize=10)
     fig.tight_layout()

@@ -31,6 +31,9 @@ a `session.ping` every `ping_interval` seconds on every connection, a `call.chat
 `chat_interval`, a `call.notes.save` from the therapist every `notes_interval`, and, in the media modes, a
 conversation: one member says a clip, a pause of `pause` seconds, then the other, and so on. The winner goes
 unavailable once in the call (back to available after it); the losers of a race stay idle for the next one.
+
+`LOADTEST_SLOW_CALLBACKS=0.03` in the environment runs the worker on asyncio's own loop in debug mode, logging (to the
+worker's log) every callback that held the loop longer: how to find what makes a generator lag.
 """
 
 from __future__ import annotations

@@ -163,7 +163,7 @@ class OwnSessionCluster(Cluster):
     async def start(self) -> "OwnSessionCluster":
         self.workdir.mkdir(parents=True, exist_ok=True)
         await self.migrate()
-        cpus = self.cpus
+        cpus = self.cpus or set(range(os.cpu_count() or 1))   # not the generator's CPUs this process may have
         for n in range(self.processes):
             port = free_port()
             log_file = open(self.workdir / f"server-{n}.log", "wb")  # noqa: SIM115 - closed with the process
@@ -458,10 +458,24 @@ class Run:
             batch["interval"] = interval
         longest = max(len(b["calls"]) for b in batches)
         timeout = longest * interval + 3 * self.args.setup_timeout + 120
-        replies = await load.each(batches, timeout=timeout)
+        ramping = asyncio.ensure_future(load.each(batches, timeout=timeout))
+        while self.progress_tty and not ramping.done():   # the progress bar during the set-ups too
+            await asyncio.wait({ramping}, timeout=1.0)
+            if not ramping.done():
+                with contextlib.suppress(Exception):
+                    status = await self.poll(load)
+                    sys.stderr.write("\r\x1b[K" + progress_line(0, 0, status.get("active_calls", 0), target, status,
+                                                                   what=f"ramp to {target} calls"))
+                    sys.stderr.flush()
+        replies = await ramping
         failed = sum(r.get("failed", 0) for r in replies)
         if failed:
             self.say(f"  {failed} of {new} new calls failed to set up")
+
+    @staticmethod
+    async def poll(load: LoadWorkers) -> dict[str, Any]:
+        replies = await load.all({"op": "status"}, timeout=5)
+        return {k: sum(r.get(k, 0) for r in replies) for k in ("active_calls", "connections", "in_flight", "errors")}
 
     async def window(self, load: LoadWorkers, http: Any, dep: Deployment, step_no: int, steps_total: int,
                      seconds: float) -> tuple[float, float, dict[str, Any]]:
@@ -483,11 +497,9 @@ class Run:
                     metrics["dropped"].append(m.get("media_frames_dropped", 0.0))
                     if "transcription_compute_per_audio" in m:
                         metrics["compute_per_audio"].append(round(m["transcription_compute_per_audio"], 3))
-            if not self.args.quiet:
+            if self.progress_tty:
                 with contextlib.suppress(Exception):
-                    replies = await load.all({"op": "status"}, timeout=5)
-                    self.status = {k: sum(r.get(k, 0) for r in replies)
-                                   for k in ("active_calls", "connections", "in_flight", "errors")}
+                    self.status = await self.poll(load)
                 line = progress_line(step_no, steps_total, time.monotonic() - start, seconds, self.status)
                 if self.progress_tty:
                     sys.stderr.write("\r\x1b[K" + line)
