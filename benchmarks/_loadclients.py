@@ -27,7 +27,7 @@ import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Awaitable, Callable
 
 from benchmarks._cluster import ROOT
 
@@ -162,22 +162,7 @@ class Worker:
         return {}
 
     async def run(self) -> None:
-        loop = asyncio.get_running_loop()
-        reader = asyncio.StreamReader(limit=64 * 1024 * 1024)
-        await loop.connect_read_pipe(lambda: asyncio.StreamReaderProtocol(reader), sys.stdin)
-        tasks: set[asyncio.Task[None]] = set()
-        while True:
-            line = await reader.readline()
-            if not line:
-                break
-            cmd = json.loads(line)
-            if cmd["op"] == "quit":
-                break
-            task = loop.create_task(self.handle(cmd))
-            tasks.add(task)
-            task.add_done_callback(tasks.discard)
-        for task in list(tasks):
-            task.cancel()
+        await serve_commands(self.handle)
         await self.disconnect()
 
     async def handle(self, cmd: dict[str, Any]) -> None:
@@ -317,3 +302,24 @@ class LoadClients:
 
 if __name__ == "__main__":
     raise SystemExit(worker_main())
+
+
+async def serve_commands(handle: Callable[[dict[str, Any]], Awaitable[Any]]) -> None:
+    """A worker process's command loop: one JSON command per line on stdin, each handled in its own task, until
+    `{"op": "quit"}` or end of input (then the tasks still running are cancelled)."""
+    loop = asyncio.get_running_loop()
+    reader = asyncio.StreamReader(limit=64 * 1024 * 1024)
+    await loop.connect_read_pipe(lambda: asyncio.StreamReaderProtocol(reader), sys.stdin)
+    tasks: set[asyncio.Task[Any]] = set()
+    while True:
+        line = await reader.readline()
+        if not line:
+            break
+        cmd = json.loads(line)
+        if cmd["op"] == "quit":
+            break
+        task = loop.create_task(handle(cmd))
+        tasks.add(task)
+        task.add_done_callback(tasks.discard)
+    for task in list(tasks):
+        task.cancel()

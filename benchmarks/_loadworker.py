@@ -49,6 +49,7 @@ from collections import Counter
 from pathlib import Path
 from typing import Any
 
+from benchmarks._loadclients import serve_commands
 from benchmarks._loadpeople import REASON, ChatRecord, Person, SimCall, Stats, now, wall
 
 TICK_S = 0.05                 # the loop-lag ticker
@@ -550,22 +551,7 @@ class Worker:
     # ------------------------------------------------------------ the command loop
 
     async def run(self) -> None:
-        loop = asyncio.get_running_loop()
-        reader = asyncio.StreamReader(limit=64 * 1024 * 1024)
-        await loop.connect_read_pipe(lambda: asyncio.StreamReaderProtocol(reader), sys.stdin)
-        tasks: set[asyncio.Task[None]] = set()
-        while True:
-            line = await reader.readline()
-            if not line:
-                break
-            cmd = json.loads(line)
-            if cmd["op"] == "quit":
-                break
-            task = loop.create_task(self.handle(cmd))
-            tasks.add(task)
-            task.add_done_callback(tasks.discard)
-        for task in list(tasks):
-            task.cancel()
+        await serve_commands(self.handle)
 
     async def handle(self, cmd: dict[str, Any]) -> None:
         ops = {"init": self.init, "add_calls": self.add_calls, "mark": self.mark, "collect": self.collect,

@@ -56,6 +56,8 @@ async def accept(svc: Services, principal: Principal, sid: str, data: dict[str, 
 @EVENTS.on("pool.set_availability", Access.approved_therapist)
 async def set_availability(svc: Services, principal: Principal, sid: str, data: dict[str, Any]) -> dict[str, Any]:
     available = await profiles.set_availability(svc.accounts, principal, data)
+    svc.pool.memory.forget_profile(principal.user_id)
+    await sync_local_rooms(svc.sio, svc.db, principal.user_id)  # this connection is in the pool rooms before its ack
     await announce_rooms_changed(svc, principal.user_id)
     return {"available": available}
 

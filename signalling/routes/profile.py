@@ -8,7 +8,7 @@ from accounts import pictures, profiles, representation
 from accounts.principal import Principal
 from signalling.access import Access
 from signalling.http import endpoint, json_response, read_body, read_json, services
-from signalling.pool_rooms import announce_rooms_changed
+from signalling.pool_rooms import announce_rooms_changed, sync_local_rooms
 from signalling.routes.params import path_id
 
 routes = web.RouteTableDef()
@@ -31,6 +31,8 @@ async def set_availability(request: web.Request, principal: Principal | None) ->
     assert principal is not None
     svc = services(request)
     available = await profiles.set_availability(svc.accounts, principal, await read_json(request))
+    svc.pool.memory.forget_profile(principal.user_id)
+    await sync_local_rooms(svc.sio, svc.db, principal.user_id)
     await announce_rooms_changed(svc, principal.user_id)
     return json_response({"available": available})
 

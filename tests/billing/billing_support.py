@@ -103,6 +103,17 @@ async def billing(make_settings: Callable[..., Settings], clock: FrozenClock, lo
 
 
 @pytest.fixture
+async def any_db_billing(database_url: str, make_settings: Callable[..., Settings], clock: FrozenClock,
+                         local_stripe: LocalStripe) -> AsyncIterator[RunningServer]:
+    """The app on SQLite, then on PostgreSQL, with Stripe at the local server (webhooks are sent by the test)."""
+    running = await start_server(billing_settings(make_settings, local_stripe.url, database_url=database_url), clock=clock)
+    try:
+        yield running
+    finally:
+        await running.runner.cleanup()
+
+
+@pytest.fixture
 def people(billing: RunningServer, http: aiohttp.ClientSession) -> Users:
     return Users(billing, http)
 

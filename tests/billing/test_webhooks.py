@@ -14,7 +14,7 @@ from sqlalchemy import func, select
 
 from billing.ledger import wallet
 from billing.models import LedgerTransaction, StripeEvent
-from billing_support import (WEBHOOK_SECRET, LocalStripe, balance_of, billing, billing_settings, call_api,  # noqa: F401
+from billing_support import (any_db_billing, WEBHOOK_SECRET, LocalStripe, balance_of, billing, billing_settings, call_api,  # noqa: F401
                              code_of, deliver, event, ledger_is_consistent, local_stripe, people, sign)
 from conftest import RunningServer, User, Users, start_server
 from core.clock import FrozenClock
@@ -40,16 +40,6 @@ async def count(server: RunningServer, model: Any, *where: Any) -> int:
     async with server.services.db.session() as session:
         return int(await session.scalar(select(func.count()).select_from(model).where(*where)) or 0)
 
-
-@pytest.fixture
-async def any_db_billing(database_url: str, make_settings: Callable[..., Settings], clock: FrozenClock,
-                         local_stripe: LocalStripe) -> AsyncIterator[RunningServer]:
-    """The app on SQLite, then on PostgreSQL, with Stripe at the local server (webhooks are sent by the test)."""
-    running = await start_server(billing_settings(make_settings, local_stripe.url, database_url=database_url), clock=clock)
-    try:
-        yield running
-    finally:
-        await running.runner.cleanup()
 
 
 async def test_fifty_concurrent_deliveries_of_one_event_credit_once(

@@ -12,7 +12,7 @@ import aiohttp
 import pytest
 
 from billing.ledger import PAYOUTS, available, withdrawing
-from billing_support import (LocalStripe, audits, balance_of, billing, billing_settings, call_api, code_of,  # noqa: F401
+from billing_support import (any_db_billing, LocalStripe, audits, balance_of, billing, billing_settings, call_api, code_of,  # noqa: F401
                              earn, ledger_is_consistent, local_stripe, outbox_for, people, signed_in_again)
 from conftest import RunningServer, Users, start_server
 from core.clock import FrozenClock
@@ -137,15 +137,6 @@ async def test_bad_withdrawals_are_refused_and_change_nothing(billing: RunningSe
     assert await balance_of(billing, available(therapist.id)) == 1000
     assert await outbox_for(billing, therapist.email, "billing.invoice_request") == []
 
-
-@pytest.fixture
-async def any_db_billing(database_url: str, make_settings: Callable[..., Settings], clock: FrozenClock,
-                         local_stripe: LocalStripe) -> AsyncIterator[RunningServer]:
-    running = await start_server(billing_settings(make_settings, local_stripe.url, database_url=database_url), clock=clock)
-    try:
-        yield running
-    finally:
-        await running.runner.cleanup()
 
 
 async def test_two_withdrawals_racing_for_the_same_earnings_one_wins(

@@ -224,3 +224,34 @@ async def test_request_text_is_encrypted_at_rest_and_never_logged(server: Runnin
     async with server.services.db.session() as session:
         row = (await session.execute(text("SELECT reason_enc, notes_enc FROM pool_requests"))).one()
     assert canary.marker not in row.reason_enc and canary.marker not in row.notes_enc
+
+
+async def test_a_request_right_after_going_available_reaches_that_dashboard_on_redis(
+    make_settings, clock: FrozenClock, http, redis_prefix: str, sockets
+) -> None:
+    """With Redis the event bus is asynchronous; the availability ack must still mean "you are in the pool"."""
+    from conftest import REDIS_URL, start_server
+
+    running = await start_server(make_settings(redis_url=REDIS_URL, redis_prefix=redis_prefix), clock=clock)
+    bus = running.services.bus
+    deliver = bus.dispatch
+
+    async def slow_dispatch(event_type: str, payload: dict) -> None:
+        await asyncio.sleep(0.5)  # a busy Redis or a far-away process: the bus lags behind the ack
+        await deliver(event_type, payload)
+
+    bus.dispatch = slow_dispatch
+    try:
+        users = Users(running, http)
+        therapist = await sockets(running, await users.therapist())
+        client = await sockets(running, await users.client())
+        for _ in range(5):
+            assert (await therapist.call("pool.set_availability", {"available": True}))["ok"]
+            request = (await client.call("pool.request", {"reason": "now"}))["request"]
+            await therapist.next("pool.request_added", lambda d, rid=request["id"]: d["request"]["id"] == rid, timeout=0.4)
+            await client.call("pool.cancel", {"request_id": request["id"]})
+            assert (await therapist.call("pool.set_availability", {"available": False}))["ok"]
+        for sock in (therapist, client):
+            await sock.close()
+    finally:
+        await running.runner.cleanup()
