@@ -300,10 +300,6 @@ class LoadClients:
         await self.stop()
 
 
-if __name__ == "__main__":
-    raise SystemExit(worker_main())
-
-
 async def serve_commands(handle: Callable[[dict[str, Any]], Awaitable[Any]]) -> None:
     """A worker process's command loop: one JSON command per line on stdin, each handled in its own task, until
     `{"op": "quit"}` or end of input (then the tasks still running are cancelled)."""
@@ -323,3 +319,7 @@ async def serve_commands(handle: Callable[[dict[str, Any]], Awaitable[Any]]) -> 
         task.add_done_callback(tasks.discard)
     for task in list(tasks):
         task.cancel()
+
+
+if __name__ == "__main__":
+    raise SystemExit(worker_main())
