@@ -67,6 +67,7 @@ from aiortc import RTCPeerConnection, RTCSessionDescription
 from aiortc.mediastreams import MediaStreamTrack
 from aiortc.rtcicetransport import RTCIceGatherer
 
+from benchmarks._cluster import BENCH_DEPOSIT_PENCE
 from benchmarks._peers import PcmTrack, SimulatedMember
 from media.addresses import use_host_addresses
 
@@ -305,14 +306,19 @@ class Account:
     token: str
 
 
-async def register_client(http: aiohttp.ClientSession, url: str, n: int) -> Account:
+async def register_client(http: aiohttp.ClientSession, server: Server, n: int) -> Account:
+    """A client registered over REST, with money in the wallet through the ledger (asking for a session needs it)."""
+    from billing.wallet import credit_wallet
+
     body = {"email": f"bench-client{n}-{secrets.token_hex(4)}@example.org", "password": PASSWORD,
             "display_name": f"Client {n}", "date_of_birth": "1990-05-17"}
-    async with http.post(f"{url}/api/auth/register", json=body) as resp:
+    async with http.post(f"{server.url}/api/auth/register", json=body) as resp:
         data = await resp.json()
         if resp.status != 201:
             raise RuntimeError(f"client registration failed: {resp.status} {data}")
-    return Account(data["user"]["id"], data["token"])
+    account = Account(data["user"]["id"], data["token"])
+    await credit_wallet(server.svc.db, server.svc.clock, account.id, BENCH_DEPOSIT_PENCE, key=f"bench:{account.id}")
+    return account
 
 
 async def register_therapist(http: aiohttp.ClientSession, server: Server) -> Account:
@@ -676,7 +682,7 @@ async def run(args: argparse.Namespace) -> int:
         server = await start_server(workdir, await db_context.__aenter__())
         async with aiohttp.ClientSession() as http:
             therapist = await register_therapist(http, server)
-            clients = [await register_client(http, server.url, n)
+            clients = [await register_client(http, server, n)
                        for n in range(math.ceil(total / (REQUESTS_PER_CLIENT - 1)))]
         dashboard = socketio.AsyncClient(reconnection=False)
         await dashboard.connect(server.url, auth={"token": therapist.token}, transports=["websocket"], wait_timeout=10)

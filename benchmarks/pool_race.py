@@ -61,7 +61,7 @@ from datetime import date, datetime, timezone
 from pathlib import Path
 from typing import Any
 
-from benchmarks._cluster import Cluster
+from benchmarks._cluster import BENCH_DEPOSIT_PENCE, Cluster
 from benchmarks._floor import FloorCluster
 from benchmarks._loadclients import LoadClients
 
@@ -177,13 +177,16 @@ class Account:
     token: str
 
 
-async def create_accounts(database_url: str, secret_key: str, therapists: int,
-                          clients: int) -> tuple[list[Account], list[Account]]:
-    """Approved, available therapists with phones, and adult clients; one argon2id hash, tokens issued directly."""
+async def create_accounts(database_url: str, secret_key: str, therapists: int, clients: int,
+                          deposit_pence: int = BENCH_DEPOSIT_PENCE) -> tuple[list[Account], list[Account]]:
+    """Approved, available therapists with phones, and adult clients with `deposit_pence` in their wallets (through
+    the ledger); one argon2id hash, tokens issued directly."""
     from argon2 import PasswordHasher
 
     from accounts.models import ApplicationStatus, ClientProfile, Role, TherapistProfile, User
     from accounts.tokens import issue_auth_token
+    from billing.wallet import credit_wallet
+    from core.clock import SystemClock
     from core.db import Database
     from core.settings import Settings
 
@@ -220,6 +223,9 @@ async def create_accounts(database_url: str, secret_key: str, therapists: int,
                 for user in users:
                     token, _ = issue_auth_token(session, secret_key, user.id, now, ttl)
                     into.append(Account(user.id, user.email, token))
+        if deposit_pence:
+            for client in out[1]:
+                await credit_wallet(db, SystemClock(), client.id, deposit_pence, key=f"bench:{run}:{client.id}")
         return out
     finally:
         await db.dispose()

@@ -1,10 +1,11 @@
 """Per-minute charging of quick-connect calls.
 
 The rule:
-- **Billable time** accrues only while both members are present: each has joined the call and holds it with a live
-  signalling connection (the calls domain's `CallMember.sid`). It stops when either drops (from the moment the calls
-  domain marked them away) and when the call ends; it starts again when both are back. Time comes from the injected
-  clock.
+- **Billable time** accrues only while both members are present: each has joined the call, holds it with a live
+  signalling connection (the calls domain's `CallMember.sid`) and reports its peer connection to the other as
+  connected (`call.media_state`, `CallMember.media_connected_since`). It stops when either drops or reports the
+  connection lost (from the moment the calls domain recorded it) and when the call ends; it starts again when both
+  are back. Time comes from the injected clock.
 - **Each minute is charged in advance, at its start**: when billable time reaches `n * 60 s`, minute `n + 1` is
   charged (the first as soon as both are present). Rounding is per minute of *total* billable time, so a drop and a
   rejoin inside a paid minute cost nothing extra. A minute costs the therapist's rate (read when the meter opens):
@@ -20,7 +21,9 @@ The rule:
 
 All of it lives in the database (`billing_call_meters`), so after a restart any process carries a call's meter on;
 `tick` (run every `billing_tick_interval_s` by `MeterTicker`, and by tests after moving the clock) charges the minutes
-that came due, stops meters whose member vanished, and settles calls that ended without their hook running.
+that came due (meters whose `due_at` passed: an indexed read, however many calls run) and settles calls that ended
+without their hook running; every `SWEEP_EVERY` ticks it also looks at every open meter, to stop those whose member
+vanished with its process.
 """
 
 from __future__ import annotations
@@ -31,7 +34,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import func, select
+from sqlalchemy import func, or_, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from accounts.models import TherapistProfile
@@ -45,6 +48,8 @@ from core.logging import get_logger
 log = get_logger("billing")
 MINUTE_MS = 60_000
 END_REASON = "balance_exhausted"
+#: Every this many ticks the ticker looks at every open meter, not only those due.
+SWEEP_EVERY = 30
 
 
 def split(rate_pence: int, commission_bp: int) -> tuple[int, int]:
@@ -74,12 +79,15 @@ def _ms(delta: timedelta) -> int:
 
 
 def _both_present(call: Call) -> bool:
-    return call.status is CallStatus.open and len(call.members) == 2 and all(m.sid is not None for m in call.members)
+    return call.status is CallStatus.open and len(call.members) == 2 and all(
+        m.sid is not None and m.media_connected_since is not None for m in call.members)
 
 
 def _presence_ended(call: Call, since: datetime, now: datetime) -> datetime:
-    """When both stopped being present: the earliest moment a member went away or the call ended, within [since, now]."""
+    """When both stopped being present: the earliest moment a member went away, lost its peer connection, or the call
+    ended, within [since, now]."""
     moments = [m.away_since for m in call.members if m.sid is None and m.away_since is not None]
+    moments += [m.media_lost_at for m in call.members if m.media_connected_since is None and m.media_lost_at is not None]
     if call.ended_at is not None:
         moments.append(call.ended_at)
     return max(since, min([*moments, now]))
@@ -177,6 +185,8 @@ async def _sync(session: AsyncSession, ctx: BillingContext, call_id: int) -> Met
         if not out.exhausted and out.seconds_left <= warn_s and meter.warned_minute != meter.minutes_charged:
             meter.warned_minute = meter.minutes_charged
             out.warn = True
+    meter.due_at = (meter.present_since + timedelta(milliseconds=meter.minutes_charged * MINUTE_MS - meter.billable_ms)
+                    if meter.present_since is not None else None)
     if call.status is CallStatus.ended:
         out.settled = await _settle(session, meter, now)
     return out
@@ -238,6 +248,11 @@ async def member_left(ctx: BillingContext, call_id: int) -> None:
     await _hook(ctx, call_id, "left")
 
 
+async def media_changed(ctx: BillingContext, call_id: int) -> None:
+    """Calls hook: a member's peer connection came up or went down; billable time starts or stops."""
+    await _hook(ctx, call_id, "media")
+
+
 async def call_finished(ctx: BillingContext, call_id: int) -> None:
     """Calls hook: the call ended; billable time stops and the therapist's earnings are settled."""
     await _hook(ctx, call_id, "ended")
@@ -255,13 +270,14 @@ def _needs_work(meter: CallMeter, call: Call, now: datetime) -> bool:
     return billable // MINUTE_MS + 1 > meter.minutes_charged
 
 
-async def tick(ctx: BillingContext) -> list[MeterOutcome]:
-    """Charge what came due on every open meter, stop meters whose member went away, settle ended calls."""
+async def tick(ctx: BillingContext, *, sweep: bool = True) -> list[MeterOutcome]:
+    """Charge what came due, settle ended calls; with `sweep`, also stop meters whose member went away unannounced."""
     now = ctx.clock.now()
+    query = select(CallMeter, Call).join(Call, Call.id == CallMeter.call_id).where(CallMeter.status == MeterStatus.open)
+    if not sweep:
+        query = query.where(or_(CallMeter.due_at <= now, Call.status == CallStatus.ended))
     async with ctx.db.session() as session:
-        rows = (await session.execute(
-            select(CallMeter, Call).join(Call, Call.id == CallMeter.call_id).where(CallMeter.status == MeterStatus.open)
-        )).all()
+        rows = (await session.execute(query)).all()
         todo = [meter.call_id for meter, call in rows if _needs_work(meter, call, now)]
     outcomes = []
     for call_id in todo:
@@ -296,10 +312,12 @@ class MeterTicker:
         self._task: asyncio.Task[None] | None = None
 
     async def _run(self) -> None:
+        ticks = 0
         while True:
             await asyncio.sleep(self.ctx.settings.billing_tick_interval_s)
+            ticks += 1
             try:
-                await tick(self.ctx)
+                await tick(self.ctx, sweep=ticks % SWEEP_EVERY == 0)
             except Exception:  # noqa: BLE001 - keep ticking
                 log.exception("billing.tick_failed")
 

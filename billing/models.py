@@ -140,6 +140,8 @@ class CallMeter(Base):
     warned_minute: Mapped[int] = mapped_column(Integer, default=0)
     #: When the paid time ran out and the wallet could not pay the next minute.
     exhausted_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
+    #: When the next minute comes due if both stay present (None while they are not): what the ticker looks for.
+    due_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True, index=True)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime)
     settled_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
 

@@ -4,7 +4,7 @@ member whose server process restarted rejoins through any other process and the 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import timedelta
+from datetime import datetime, timedelta
 from typing import Any, Mapping
 
 from sqlalchemy import select
@@ -13,7 +13,7 @@ from accounts.principal import Principal
 from calls.context import CallsContext
 from calls.models import Call, CallMember, CallStatus
 from calls.policy import require_member, require_open
-from core.errors import NotFound
+from core.errors import Forbidden, NotFound
 from core.logging import get_logger
 from core.validation import integer
 
@@ -50,6 +50,8 @@ async def join(ctx: CallsContext, principal: Principal, call_id: int, sid: str) 
         assert other is not None
         replaced = member.sid if member.sid and member.sid != sid else None
         rejoined = member.joins > 0
+        if member.sid != sid:
+            _media_lost(member, now)  # a new window builds a new peer connection
         member.sid, member.away_since, member.joins = sid, None, member.joins + 1
         member.joined_at = member.joined_at or now
         if call.started_at is None and other.joined_at is not None and other.sid is not None:
@@ -70,10 +72,35 @@ async def connection_lost(ctx: CallsContext, user_id: int, sid: str) -> list[tup
         )).all()
         for member, call in rows:
             member.sid, member.away_since = None, now
+            _media_lost(member, now)
             affected.append((call, member))
     for call, member in affected:
         log.info("call.member_away", call_id=call.id, role=member.role)
     return affected
+
+
+def _media_lost(member: CallMember, now: datetime) -> None:
+    if member.media_connected_since is not None:
+        member.media_connected_since, member.media_lost_at = None, now
+
+
+async def report_media(ctx: CallsContext, principal: Principal, call_id: int, sid: str, connected: bool) -> Call:
+    """The member's browser says whether its peer connection to the other member is connected (it reports every
+    change). Only the window holding the member's place may report."""
+    now = ctx.clock.now()
+    async with ctx.db.transaction() as session:
+        call = await session.get(Call, call_id, with_for_update=True)
+        member = require_member(call, principal)
+        assert call is not None
+        require_open(call)
+        if member.sid != sid:
+            raise Forbidden("join the call from this window first", code="not_joined")
+        if not connected:
+            _media_lost(member, now)
+        elif member.media_connected_since is None:
+            member.media_connected_since = now
+    log.info("call.media_state", call_id=call_id, role=member.role, connected=connected)
+    return call
 
 
 async def end_call(ctx: CallsContext, call_id: int, *, ended_by: int | None, reason: str) -> Call | None:

@@ -78,6 +78,10 @@ class CallMember(Base):
     joined_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
     away_since: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
     joins: Mapped[int] = mapped_column(Integer, default=0)
+    #: Since when this member's browser reports its peer connection to the other member as connected (None: not).
+    media_connected_since: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
+    #: When that connection was last reported lost (or the member rejoined from another window with a new one).
+    media_lost_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
 
 
 class ChatMessage(Base):

@@ -125,7 +125,7 @@ class Settings:
     # ---- billing (billing/): money is integer pence, GBP
     #: Charge quick-connect calls per minute and require `billing_min_request_pence` to ask for a session. Off: calls
     #: are free (wallet, top-ups, earnings and withdrawals still work).
-    billing_charge_calls: bool = False
+    billing_charge_calls: bool = True
     billing_min_request_pence: int = 1000
     #: The platform's share of each charged minute, in basis points (2500 = 25 %).
     billing_commission_bp: int = 2500
@@ -153,6 +153,24 @@ class Settings:
     socket_ping_interval_s: float = 5.0
     socket_ping_timeout_s: float = 10.0
     shutdown_timeout_s: float = 10.0
+
+    # ---- the event loop (signalling/eventloop.py)
+    #: Once the server is serving: one full collection, then `gc.freeze()`, so later full collections no longer walk
+    #: the start-up heap (every imported module, the app; ~170,000 objects).
+    gc_freeze: bool = True
+    #: The garbage collector's thresholds (`gc.set_threshold`) in the server process: a young collection after this
+    #: many more allocations than frees of container objects, a middle one every `gen1` young ones, a full one
+    #: every `gen2` middle ones (and only when the objects that survived since the last full one are a quarter of
+    #: those it kept).
+    gc_threshold_gen0: int = 700
+    gc_threshold_gen1: int = 10
+    gc_threshold_gen2: int = 10
+    #: Diagnosis: run the event loop in asyncio debug mode and log every callback that holds it longer than this
+    #: (seconds; 0: off). Debug mode costs CPU: never in production.
+    slow_callback_s: float = 0.0
+    #: Diagnosis: a watchdog thread logs the event loop's stack (`loop.stall`) whenever the loop has not run for this
+    #: long (seconds; 0: off). Cheap enough for a load test.
+    stall_stacks_s: float = 0.0
 
     @property
     def production(self) -> bool:
@@ -288,6 +306,10 @@ def _validate(s: Settings) -> None:
         raise ConfigError("THERAPY_OFFER_TTL_S must be at least 5 and at most THERAPY_REQUEST_TTL_S")
     if s.ice_relay_only and not (s.turn_urls and s.turn_secret):
         raise ConfigError("THERAPY_ICE_RELAY_ONLY needs THERAPY_TURN_URLS and THERAPY_TURN_SECRET")
+    if min(s.gc_threshold_gen0, s.gc_threshold_gen1, s.gc_threshold_gen2) < 1:
+        raise ConfigError("THERAPY_GC_THRESHOLD_GEN0, _GEN1 and _GEN2 must be at least 1 (0 would stop the collector)")
+    if s.slow_callback_s < 0 or s.stall_stacks_s < 0:
+        raise ConfigError("THERAPY_SLOW_CALLBACK_S and THERAPY_STALL_STACKS_S must be 0 (off) or a number of seconds")
     if s.token_ttl_s < 3600:
         raise ConfigError("THERAPY_TOKEN_TTL_S must be at least 3600 so a token never expires in the middle of a call")
     if s.production:

@@ -34,6 +34,8 @@ POSTGRES_URL = os.environ.get("TEST_POSTGRES_URL", "postgresql://postgres@127.0.
 REDIS_URL = os.environ.get("TEST_REDIS_URL", "redis://127.0.0.1:6379/0")
 IN_CI = os.environ.get("CI", "").lower() in ("1", "true", "yes")
 PASSWORD = "correct horse battery"
+#: What `Users.client()` puts in a new client's wallet (£50: fifty minutes at the test therapists' £1 a minute).
+CLIENT_DEPOSIT_PENCE = 5000
 CANARY = "CANARY-5e1f-do-not-log"
 
 
@@ -269,20 +271,29 @@ class User:
 class Users:
     """Creates users through the real REST API (and, for admin-only steps, the domain functions)."""
 
-    def __init__(self, server: RunningServer, http: aiohttp.ClientSession) -> None:
+    def __init__(self, server: RunningServer, http: aiohttp.ClientSession,
+                 client_balance_pence: int = CLIENT_DEPOSIT_PENCE) -> None:
         self.server, self.http, self.n = server, http, 0
+        self.client_balance_pence = client_balance_pence
 
     def _email(self, kind: str) -> str:
         self.n += 1
         return f"{kind}{self.n}-{uuid.uuid4().hex[:6]}@example.org"
 
-    async def client(self, *, date_of_birth: str = "1990-05-17", **extra: Any) -> User:
+    async def client(self, *, date_of_birth: str = "1990-05-17", balance_pence: int | None = None,
+                     **extra: Any) -> User:
+        """A registered client; with `balance_pence` in their wallet, put there through the ledger (calls are charged
+        per minute and asking for a session needs a minimum balance)."""
         body = {"email": self._email("client"), "password": PASSWORD, "display_name": extra.pop("display_name", "Casey"),
                 "date_of_birth": date_of_birth, **extra}
         async with self.http.post(f"{self.server.url}/api/auth/register", json=body) as resp:
             data = await resp.json()
             assert resp.status == 201, data
-        return User(data["user"]["id"], body["email"], data["token"], "client")
+        user = User(data["user"]["id"], body["email"], data["token"], "client")
+        balance_pence = self.client_balance_pence if balance_pence is None else balance_pence
+        if balance_pence:
+            await deposit(self.server, user.id, balance_pence)
+        return user
 
     async def therapist(self, *, approved: bool = True, **extra: Any) -> User:
         body = {
@@ -308,6 +319,27 @@ class Users:
             data = await resp.json()
             assert resp.status == 200, data
         return User(data["user"]["id"], email, data["token"], "admin")
+
+
+async def deposit(server: RunningServer, user_id: int, pence: int) -> int:
+    """Money in a client's wallet straight through the ledger, as the benchmarks and the load-test tool give it."""
+    from billing.wallet import credit_wallet
+
+    svc = server.services
+    return await credit_wallet(svc.db, svc.clock, user_id, pence, key=f"test-deposit:{uuid.uuid4().hex}")
+
+
+async def deposit_at(database_url: str, user_id: int, pence: int = CLIENT_DEPOSIT_PENCE) -> int:
+    """`deposit` for a deployment of server processes this test started, through its database."""
+    from billing.wallet import credit_wallet
+    from core.clock import SystemClock
+    from core.db import Database
+
+    db = Database(database_url)
+    try:
+        return await credit_wallet(db, SystemClock(), user_id, pence, key=f"test-deposit:{uuid.uuid4().hex}")
+    finally:
+        await db.dispose()
 
 
 async def approve_therapist(server: RunningServer, user_id: int) -> None:

@@ -18,7 +18,7 @@ from calls.policy import require_member, require_open
 from calls.signals import keep_candidate, validate_sdp, validate_signal
 from core.errors import Forbidden
 from core.logging import get_logger
-from core.validation import only_fields
+from core.validation import boolean, only_fields
 from pool.offers import call_ended
 from signalling.access import Access
 from signalling.services import Services
@@ -90,6 +90,17 @@ async def signal(svc: Services, principal: Principal, sid: str, data: dict[str, 
         return {"delivered": False}
     await svc.sio.emit("call.signal", {"call_id": call.id, "from_role": member.role, **clean}, to=other.sid)
     return {"delivered": True}
+
+
+@EVENTS.on("call.media_state", Access.user)
+async def media_state(svc: Services, principal: Principal, sid: str, data: dict[str, Any]) -> dict[str, Any]:
+    """The member's browser reports its peer connection to the other member (connected or not); per-minute charging
+    runs only while both report connected."""
+    only_fields(data, {"call_id", "connected"})
+    connected = boolean(data, "connected")
+    call = await membership.report_media(svc.calls, principal, call_id_of(data), sid, connected)
+    await metering.media_changed(svc.billing, call.id)
+    return {"call_id": call.id, "connected": connected}
 
 
 @EVENTS.on("call.chat", Access.user)

@@ -115,7 +115,8 @@ async def any_db_billing(database_url: str, make_settings: Callable[..., Setting
 
 @pytest.fixture
 def people(billing: RunningServer, http: aiohttp.ClientSession) -> Users:
-    return Users(billing, http)
+    """Users whose clients start with an empty wallet: these tests count every penny."""
+    return Users(billing, http, client_balance_pence=0)
 
 
 def sign(payload: bytes, secret: str = WEBHOOK_SECRET, timestamp: int | None = None) -> str:
@@ -210,13 +211,22 @@ async def join_both(sockets: Callable[..., Any], server: RunningServer, therapis
     for sock in (t_sock, c_sock):
         ack = await sock.call("call.join", {"call_id": call_id})
         assert ack["ok"], ack
+    for sock in (t_sock, c_sock):
+        await media_connected(sock, call_id)
     return t_sock, c_sock
 
 
-async def tick(server: RunningServer) -> list[Any]:
+async def media_connected(sock: Sock, call_id: int, connected: bool = True) -> None:
+    """What the browser reports when its peer connection to the other member comes up (or goes down)."""
+    ack = await sock.call("call.media_state", {"call_id": call_id, "connected": connected})
+    assert ack["ok"], ack
+
+
+async def tick(server: RunningServer, *, sweep: bool = False) -> list[Any]:
+    """One pass of the meter ticker: the meters that came due (and, with `sweep`, every open meter)."""
     from billing import metering
 
-    return await metering.tick(server.services.billing)
+    return await metering.tick(server.services.billing, sweep=sweep)
 
 
 async def earn(server: RunningServer, therapist: User, pence: int) -> None:

@@ -13,7 +13,7 @@ from billing import metering
 from billing.ledger import PLATFORM, available, pending, wallet
 from billing.models import CallMeter, LedgerTransaction
 from billing_support import (LocalStripe, balance_of, billing, billing_settings, credit, join_both,  # noqa: F401
-                             ledger_is_consistent, local_stripe, people, quick_connect_call, tick)
+                             ledger_is_consistent, local_stripe, media_connected, people, quick_connect_call, tick)
 from calls.models import CallKind
 from conftest import RunningServer, Users, start_server, wait_for
 from core.clock import FrozenClock
@@ -86,6 +86,10 @@ async def test_time_away_is_not_charged_and_rounding_is_per_minute_of_total_bill
 
     c_back = await sockets(billing, client, "client-back")
     assert (await c_back.call("call.join", {"call_id": call_id}))["ok"]
+    clock.advance(5)  # the new window's peer connection takes a while to come up: not charged either
+    await tick(billing)
+    assert (await meter(billing, call_id)).present_since is None
+    await media_connected(c_back, call_id)
     assert await charges(billing, call_id) == 1, "rejoining inside a paid minute costs nothing"
     clock.advance(29)  # 59 s billable
     await tick(billing)
@@ -145,7 +149,7 @@ async def test_charges_carry_on_and_settle_once_across_a_restart(
         http: aiohttp.ClientSession, sockets) -> None:
     settings = billing_settings(make_settings, local_stripe.url)
     first = await start_server(settings, clock=clock)
-    people = Users(first, http)
+    people = Users(first, http, client_balance_pence=0)
     therapist, client = await people.therapist(), await people.client()
     await credit(first, client, 1000)
     call_id = await quick_connect_call(first, therapist, client)
@@ -217,3 +221,62 @@ def test_the_commission_is_rounded_half_up_to_the_penny() -> None:
     assert metering.split(1, 2500) == (1, 0)        # 0.25 -> 0
     assert metering.split(2, 2500) == (1, 1)        # 0.5 -> 1
     assert metering.split(100, 0) == (100, 0) and metering.split(100, 10_000) == (0, 100)
+
+
+async def test_nothing_is_charged_until_both_report_their_peer_connection_connected(
+        billing: RunningServer, people: Users, clock: FrozenClock, sockets) -> None:
+    therapist, client = await people.therapist(), await people.client()
+    await credit(billing, client, 1000)
+    call_id = await quick_connect_call(billing, therapist, client)
+    t_sock, c_sock = await sockets(billing, therapist, "therapist"), await sockets(billing, client, "client")
+    for sock in (t_sock, c_sock):
+        assert (await sock.call("call.join", {"call_id": call_id}))["ok"]
+    await media_connected(t_sock, call_id)
+    clock.advance(120)  # both in the room, but the client's browser never got its peer connection up
+    await tick(billing, sweep=True)
+    assert await charges(billing, call_id) == 0 and await balance_of(billing, wallet(client.id)) == 1000
+    await media_connected(c_sock, call_id)
+    assert await charges(billing, call_id) == 1, "the first minute is charged when the connection comes up"
+    assert (await c_sock.next("billing.call"))["minutes_charged"] == 1
+
+
+async def test_a_peer_connection_reported_lost_stops_the_meter_until_it_is_back(
+        billing: RunningServer, people: Users, clock: FrozenClock, sockets) -> None:
+    therapist, client = await people.therapist(), await people.client()
+    await credit(billing, client, 1000)
+    call_id = await quick_connect_call(billing, therapist, client)
+    t_sock, c_sock = await join_both(sockets, billing, therapist, client, call_id)
+    clock.advance(40)
+    await media_connected(t_sock, call_id, connected=False)  # the network between them fails; signalling stays up
+    clock.advance(300)
+    await tick(billing, sweep=True)
+    assert await charges(billing, call_id) == 1
+    row = await meter(billing, call_id)
+    assert row is not None and row.present_since is None and row.billable_ms == 40_000
+    await media_connected(t_sock, call_id)
+    clock.advance(19)
+    await tick(billing)
+    assert await charges(billing, call_id) == 1
+    clock.advance(1)  # 60 s billable in all
+    await tick(billing)
+    assert await charges(billing, call_id) == 2 and await balance_of(billing, wallet(client.id)) == 800
+
+
+async def test_only_a_member_in_the_call_from_this_window_can_report_its_peer_connection(
+        billing: RunningServer, people: Users, sockets) -> None:
+    therapist, client, stranger = await people.therapist(), await people.client(), await people.client()
+    await credit(billing, client, 1000)
+    call_id = await quick_connect_call(billing, therapist, client)
+    t_sock, c_sock = await join_both(sockets, billing, therapist, client, call_id)
+    other_tab = await sockets(billing, client, "client-other-tab")
+    s_sock = await sockets(billing, stranger, "stranger")
+    ack = await other_tab.call("call.media_state", {"call_id": call_id, "connected": False})
+    assert ack["ok"] is False and ack["error"]["code"] == "not_joined"
+    ack = await s_sock.call("call.media_state", {"call_id": call_id, "connected": False})
+    assert ack["ok"] is False and ack["error"]["code"] == "forbidden"
+    for bad in ({"call_id": call_id, "connected": "yes"}, {"call_id": call_id},
+                {"call_id": call_id, "connected": True, "extra": 1}, {"call_id": "x", "connected": True}):
+        ack = await c_sock.call("call.media_state", bad)
+        assert ack["ok"] is False and ack["error"]["code"] in ("invalid", "unknown_field", "missing_field"), (bad, ack)
+    row = await meter(billing, call_id)
+    assert row is not None and row.present_since is not None, "the refused reports changed nothing"

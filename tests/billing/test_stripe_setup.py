@@ -23,7 +23,7 @@ async def test_with_no_keys_the_embedded_default_runs_a_marked_test_mode(
     assert wants_local_server(settings)
     running = await start_server(settings, clock=clock)
     try:
-        client = await Users(running, http).client()
+        client = await Users(running, http, client_balance_pence=0).client()
         status, body = await call_api(http, running, "GET", "/api/billing/wallet", client)
         config = body["config"]
         assert config["test_mode"] is True and config["payments_available"] is True

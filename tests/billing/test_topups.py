@@ -99,7 +99,7 @@ async def test_a_top_up_may_not_take_the_wallet_over_its_limit(billing: RunningS
 
 async def test_without_stripe_top_ups_are_unavailable(server: RunningServer, users: Users,
                                                       http: aiohttp.ClientSession) -> None:
-    client = await users.client()
+    client = await users.client(balance_pence=0)
     status, body = await call_api(http, server, "POST", "/api/billing/topups", client, {"amount_pence": 1000})
     assert status == 503 and code_of(body) == "payments_unavailable"
     status, body = await call_api(http, server, "GET", "/api/billing/wallet", client)

@@ -45,7 +45,7 @@ async def count(server: RunningServer, model: Any, *where: Any) -> int:
 async def test_fifty_concurrent_deliveries_of_one_event_credit_once(
         any_db_billing: RunningServer, http: aiohttp.ClientSession) -> None:
     server = any_db_billing
-    client = await Users(server, http).client()
+    client = await Users(server, http, client_balance_pence=0).client()
     intent = await new_topup(http, server, client, 3000)
     payload = event("payment_intent.succeeded", intent, "evt_concurrent_1")
     results = await asyncio.gather(*(deliver(http, server, payload) for _ in range(50)))

@@ -11,7 +11,7 @@ import aiohttp
 import pytest
 
 from benchmarks._cluster import Cluster
-from conftest import PASSWORD, REDIS_URL, TEST_KEYS, RunningServer, Sock, User, Users
+from conftest import PASSWORD, REDIS_URL, TEST_KEYS, RunningServer, Sock, User, Users, deposit_at
 from core.db import Database
 from pool import claim
 from pool.claims import ClaimResult, MemoryClaimStore
@@ -126,6 +126,7 @@ async def test_one_winner_per_request_across_processes_on_redis(postgres_url: st
             user = await register("/api/auth/register", {"email": f"c{n}-{uuid.uuid4().hex[:6]}@example.org",
                                   "password": PASSWORD, "display_name": f"C{n}", "date_of_birth": "1990-01-01"},
                                   cluster.urls[n % 3])
+            await deposit_at(postgres_url, user.id)
             clients.append(await sockets(cluster.urls[(n + 1) % 3], user, f"c{n}"))
         results = await race(therapists, clients)
         check_race(results, await recorded_offers(postgres_url, [r.request_id for r in results]))

@@ -81,7 +81,8 @@ INFRASTRUCTURE = {("GET", "/"), ("GET", "/static"), ("GET", "/socket.io/"), ("PO
 #: the vendor folder is a static route, or a route that answers 503 while `npm ci` has not run.
 INFRASTRUCTURE |= {("GET", path) for path in (
     "/signin", "/verify-email", "/reset-password", "/guardian-consent", "/dashboard", "/home", "/calls", "/calls/{id}",
-    "/call/{id}", "/admin", "/vendor/socket.io-client", "/vendor/socket.io-client/{path}")}
+    "/call/{id}", "/admin", "/admin/billing", "/wallet", "/earnings", "/vendor/socket.io-client",
+    "/vendor/socket.io-client/{path}")}
 
 EVENT_ACCESS: dict[str, Access] = {
     "session.whoami": Access.user,
@@ -95,6 +96,7 @@ EVENT_ACCESS: dict[str, Access] = {
     "pool.set_availability": Access.approved_therapist,
     "call.join": Access.user,
     "call.signal": Access.user,
+    "call.media_state": Access.user,
     "call.chat": Access.user,
     "call.notes.save": Access.therapist,
     "call.notes.get": Access.therapist,
