@@ -13,6 +13,8 @@ from datetime import date, datetime
 from sqlalchemy import BigInteger, Boolean, CheckConstraint, Date, Enum, ForeignKey, Integer, String, UniqueConstraint
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
+import accounts.models  # noqa: F401 - the tables these refer to must be mapped wherever these are used
+import calls.models  # noqa: F401
 from core.db import Base, UTCDateTime
 
 
