@@ -40,7 +40,7 @@ class LocalStripeServer:
         self._proc = await asyncio.create_subprocess_exec(
             sys.executable, "-m", "billing.localstripe_ext", "--port", str(self.port), "--webhook", self.webhook_url,
             "--webhook-secret", self.webhook_secret, stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.DEVNULL)
-        log.warning("billing.test_mode", stripe=self.url, note="payments go to a local Stripe stand-in; no money moves")
+        log.warning("billing.test_mode", stripe=self.url, meaning="payments go to a local Stripe stand-in; no money moves")
         await self._proc.wait()
 
     def start(self) -> None:
