@@ -14,6 +14,17 @@ Added to localstripe, following Stripe's documented request and response shapes:
   `GET|POST /_ext/onboarding/{account}` (the hosted onboarding stand-in: completing it enables payouts and sends
   `account.updated`), `POST /_ext/charges/{id}/dispute` (opens a dispute: `charge.dispute.created`),
   `POST /_ext/disputes/{id}/close` with `status=won|lost` (`charge.dispute.closed`).
+- **Paying a PaymentIntent from the browser**, as Stripe.js does: `POST /v1/payment_intents/{id}/confirm` takes
+  `payment_method_data` (a card) or `payment_method`, and, instead of a secret key, the publishable key (`key`) with
+  the intent's `client_secret`. localstripe confirms only an intent made with a payment method and refuses both
+  parameters ("Not implemented"). A refused card answers 402 with `type: card_error`, Stripe's `code` and message,
+  and the intent; a later attempt with another card may follow (the intent is back to `requires_payment_method`).
+- **Stripe's decline test cards decline when charged** (`4000 0000 0000 0002` and the others of `DECLINES`, with
+  Stripe's codes and messages); localstripe declines them only when they are attached to a customer.
+- **A Stripe.js stand-in that can do that** at `/js.stripe.com/v3/` (`localstripe_js/stripe-v3.js`, in place of
+  localstripe's, whose `confirmCardPayment` ignores the card and can only answer a 3D Secure challenge): the card
+  Element is an iframe from this server (`/js.stripe.com/v3/elements-inner-card.html`), so, as with Stripe, the
+  page around it never holds the card, and the iframe confirms the intent itself.
 - Webhooks are sent after `--webhook-delay` seconds (localstripe waits a whole second), signed as Stripe signs them;
   `DELETE /_config/webhooks/{id}` unregisters one. Nothing is written to disk (localstripe pickles its whole store to
   a shared file in /tmp after every change).
@@ -30,7 +41,9 @@ import hmac
 import html
 import json
 import logging
+import re
 import time
+from pathlib import Path
 from typing import Any
 from urllib.parse import quote
 
@@ -38,10 +51,11 @@ from aiohttp import ClientError, ClientSession, ClientTimeout, web
 
 from localstripe import resources, server, webhooks
 from localstripe.errors import UserError
-from localstripe.resources import Charge, Event, StripeObject, schedule_webhook, store
+from localstripe.resources import Charge, Event, PaymentIntent, PaymentMethod, StripeObject, schedule_webhook, store
 
 log = logging.getLogger("localstripe_ext")
 WEBHOOK_DELAY_S = 0.05
+STAND_IN_DIR = Path(__file__).resolve().parent / "localstripe_js"
 
 
 # ---------------------------------------------------------------- no disk, faster webhooks
@@ -74,6 +88,41 @@ async def _send_webhook(event: Event) -> None:
 
 
 webhooks._send_webhook = _send_webhook
+
+
+# ---------------------------------------------------------------- Stripe's decline test cards
+
+#: Card number -> (code, message) of the charge's failure, as Stripe answers for its test cards
+#: (https://docs.stripe.com/testing#declined-payments).
+DECLINES = {
+    "4000000000000002": ("card_declined", "Your card was declined."),
+    "4000000000009995": ("card_declined", "Your card has insufficient funds."),
+    "4000000000009987": ("card_declined", "Your card was declined."),
+    "4000000000009979": ("card_declined", "Your card was declined."),
+    "4000000000000069": ("expired_card", "Your card has expired."),
+    "4000000000000127": ("incorrect_cvc", "Your card's security code is incorrect."),
+    "4000000000000119": ("processing_error",
+                         "An error occurred while processing your card. Try again in a little bit."),
+    "4242424242424241": ("incorrect_number", "Your card number is incorrect."),
+}
+_charging_is_declined = PaymentMethod._charging_is_declined
+_set_auth_failure = Charge._set_auth_failure
+
+
+def _declined_when_charged(self: Any) -> bool:
+    return getattr(self, "_card_number", None) in DECLINES or _charging_is_declined(self)
+
+
+def _failure_of_card(self: Charge) -> None:
+    _set_auth_failure(self)
+    method = store.get("payment_method:" + str(self.payment_method))
+    found = DECLINES.get(getattr(method, "_card_number", None) or "")
+    if found:
+        self.failure_code, self.failure_message = found
+
+
+PaymentMethod._charging_is_declined = _declined_when_charged  # type: ignore[method-assign]
+Charge._set_auth_failure = _failure_of_card  # type: ignore[method-assign]
 
 
 # ---------------------------------------------------------------- Connect
@@ -234,6 +283,85 @@ async def delete_webhook(request: web.Request) -> web.Response:
     return web.Response()
 
 
+# ---------------------------------------------------------------- paying a PaymentIntent from the browser
+
+CONFIRM_PATH = re.compile(r"^/v1/payment_intents/(\w+)/confirm$")
+#: Parameters of a confirmation that change nothing here (there is no redirect, no saved card, no receipt).
+IGNORED_CONFIRM_PARAMS = ("return_url", "use_stripe_sdk", "setup_future_usage", "receipt_email", "expand")
+
+
+def _publishable(data: Any) -> bool:
+    return isinstance(data, dict) and isinstance(data.get("key"), str) and data["key"].startswith("pk_")
+
+
+async def confirm_payment_intent(request: web.Request) -> web.Response:
+    """`POST /v1/payment_intents/{id}/confirm` as Stripe does it: with the secret key, or with the publishable key and
+    the intent's client secret (Stripe.js); with a new card (`payment_method_data`) or payment method, or none."""
+    data = await server.get_post_data(request, remove_auth=False) or {}
+    if not isinstance(data, dict):
+        raise UserError(400, "Bad request")
+    by_browser = server.get_api_key(request) is None
+    for param in ("key", "payment_user_agent", "referrer"):
+        data.pop(param, None)
+    secret = data.pop("client_secret", None)
+    match = CONFIRM_PATH.match(request.path)
+    intent: PaymentIntent | None = store.get("payment_intent:" + match[1]) if match else None
+    if intent is None or (by_browser and secret != intent.client_secret):
+        # Stripe says the same whether the intent is missing or the secret wrong
+        raise UserError(404, "No such payment_intent", {"code": "resource_missing", "param": "intent"})
+    for param in IGNORED_CONFIRM_PARAMS:
+        data.pop(param, None)
+    method_data, method_id = data.pop("payment_method_data", None), data.pop("payment_method", None)
+    if data:
+        raise UserError(400, "Received unknown parameter: " + ", ".join(sorted(data)))
+    if method_data is not None and method_id is not None:
+        raise UserError(400, "You cannot pass both payment_method and payment_method_data.")
+    if method_data is not None:
+        if not isinstance(method_data, dict):
+            raise UserError(400, "Invalid payment_method_data", {"param": "payment_method_data"})
+        method_id = PaymentMethod(**method_data).id
+    elif method_id is not None:
+        PaymentMethod._api_retrieve(method_id)
+    if method_id is not None:
+        if intent.status not in ("requires_payment_method", "requires_confirmation"):
+            raise UserError(400, f"You cannot confirm this PaymentIntent because it has a status of {intent.status}.",
+                            {"code": "payment_intent_unexpected_state"})
+        intent.payment_method, intent.latest_charge, intent._authentication_failed = method_id, None, False
+    if intent.status != "requires_confirmation":
+        raise UserError(400, f"You cannot confirm this PaymentIntent because it has a status of {intent.status}.",
+                        {"code": "payment_intent_unexpected_state"})
+    try:
+        intent._confirm(on_failure_now=intent._report_failure)
+    except UserError as err:
+        if err.code == 402:
+            err.body["error"].update(type="card_error", payment_intent=intent._export())
+        raise
+    return server.json_response(intent._export())
+
+
+def stand_in_file(name: str, content_type: str) -> Any:
+    async def serve(request: web.Request) -> web.Response:
+        return web.Response(text=(STAND_IN_DIR / name).read_text(), content_type=content_type,
+                            headers={"Cache-Control": "no-cache"})
+
+    return serve
+
+
+#: Routes localstripe has but implements too little of, answered here instead: (method, path pattern) -> handler.
+OVERRIDES = (
+    ("GET", re.compile(r"^/js\.stripe\.com/v3/?$"), stand_in_file("stripe-v3.js", "application/javascript")),
+    ("POST", CONFIRM_PATH, confirm_payment_intent),
+)
+
+
+@web.middleware
+async def overrides(request: web.Request, handler: Any) -> web.StreamResponse:
+    for method, pattern, replacement in OVERRIDES:
+        if request.method == method and pattern.match(request.path):
+            return await replacement(request)
+    return await handler(request)
+
+
 # ---------------------------------------------------------------- idempotency keys
 
 
@@ -299,23 +427,32 @@ def build_app() -> web.Application:
         router.add_post("/_ext/charges/{id}/dispute", open_dispute)
         router.add_post("/_ext/disputes/{id}/close", close_dispute)
         router.add_delete("/_config/webhooks/{id}", delete_webhook)
-        _exempt_from_auth()
+        router.add_get("/js.stripe.com/v3/elements-inner-card.html",
+                       stand_in_file("elements-inner-card.html", "text/html"))
+        router.add_get("/js.stripe.com/v3/card-frame.js", stand_in_file("card-frame.js", "application/javascript"))
+        auth = _exempt_from_auth()
+        app.middlewares.insert(list(app.middlewares).index(auth) + 1, overrides)
         app._ext_installed = True  # type: ignore[attr-defined]
     return app
 
 
-def _exempt_from_auth() -> None:
-    """localstripe's auth check lets `/_config/` through; the onboarding page is opened by a browser without a key."""
+def _exempt_from_auth() -> Any:
+    """localstripe's auth check lets `/_config/` through; the onboarding page is opened by a browser without a key, and
+    Stripe.js confirms a PaymentIntent with the publishable key (the handler then checks the client secret)."""
     original = server.auth_middleware
 
     @web.middleware
     async def auth(request: web.Request, handler: Any) -> web.StreamResponse:
         if request.path.startswith("/_ext/onboarding/"):
             return await handler(request)
+        if request.method == "POST" and CONFIRM_PATH.match(request.path) and server.get_api_key(request) is None and \
+                _publishable(await server.get_post_data(request, remove_auth=False)):
+            return await handler(request)
         return await original(request, handler)
 
     index = list(server.app.middlewares).index(original)
     server.app.middlewares[index] = auth
+    return auth
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -100,13 +100,13 @@ async def refund_call(ctx: BillingContext, admin: Principal, call_id: int, data:
                      subject_id=call_id, fields=["amount_pence"] + (["reason"] if reason else []))
         return meter, await call_refund_state(session, meter), True
 
-    meter, state, created = await ledger.run_once(ctx.db, work)
+    meter, _, created = await ledger.run_once(ctx.db, work)
     if created:
         log.info("billing.call_refunded", call_id=call_id, pence=amount)
         async with ctx.db.session() as session:
             balance = await ledger.balance(session, ledger.wallet(meter.client_id))
         await ctx.push(meter.client_id, "billing.balance", {"balance_pence": balance})
-    return {"call_id": call_id, **state}
+    return await call_summary(ctx, call_id)  # the whole summary, as GET /api/admin/billing/calls/{id} gives it
 
 
 # ---------------------------------------------------------------- unused balance back to the card

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from typing import Any
+from urllib.parse import urlsplit
 
 import stripe
 
@@ -14,6 +15,14 @@ from core.logging import get_logger
 from core.settings import Settings
 
 log = get_logger("billing")
+STRIPE_JS_URL = "https://js.stripe.com/v3/"
+#: What a page that uses Stripe.js and the card Element must allow in its Content-Security-Policy (Stripe's documented
+#: list, less what only other Elements need).
+STRIPE_BROWSER_SOURCES: dict[str, tuple[str, ...]] = {
+    "script-src": ("https://js.stripe.com", "https://*.js.stripe.com"),
+    "frame-src": ("https://js.stripe.com", "https://*.js.stripe.com", "https://hooks.stripe.com"),
+    "connect-src": ("https://api.stripe.com",),
+}
 
 
 @dataclass(frozen=True)
@@ -115,6 +124,21 @@ class StripeGateway:
             await self._http.close_async()
         except Exception:  # noqa: BLE001 - closing regardless
             pass
+
+    @property
+    def js_url(self) -> str:
+        """Where the browser loads Stripe.js: Stripe's own, or the stand-in a Stripe-compatible server serves at
+        `<api_base>/js.stripe.com/v3/` (localstripe and `billing.localstripe_ext`)."""
+        return self.api_base.rstrip("/") + "/js.stripe.com/v3/" if self.api_base else STRIPE_JS_URL
+
+    def browser_sources(self) -> dict[str, tuple[str, ...]]:
+        """The sources a page using Stripe.js must add to its Content-Security-Policy: Stripe's, or the origin of
+        the Stripe-compatible server (whose stand-in loads, frames and calls only itself)."""
+        if not self.api_base:
+            return STRIPE_BROWSER_SOURCES
+        parts = urlsplit(self.api_base)
+        origin = f"{parts.scheme}://{parts.netloc}"
+        return {"script-src": (origin,), "frame-src": (origin,), "connect-src": (origin,)}
 
     def public_config(self) -> dict[str, Any]:
         return {"publishable_key": self.publishable_key, "test_mode": self.test_mode}

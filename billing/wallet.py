@@ -7,7 +7,7 @@ from typing import Any
 
 from sqlalchemy import func, select
 
-from accounts.models import Role, User
+from accounts.models import ApplicationStatus, Role, TherapistProfile, User
 from accounts.principal import Principal
 from billing import ledger
 from billing.context import BillingContext
@@ -33,6 +33,19 @@ async def wallet_balance(db: Database, user_id: int) -> int:
         return await ledger.balance(session, ledger.wallet(user_id))
 
 
+async def typical_rate(db: Database) -> int | None:
+    """The median per-minute rate of the approved therapists who charge, in pence (the lower middle one of an even
+    number), for "about N minutes" on a client's screens; None while no approved therapist charges."""
+    charging = (TherapistProfile.status == ApplicationStatus.approved, TherapistProfile.rate_pence_per_minute > 0)
+    async with db.session() as session:
+        count = await session.scalar(select(func.count()).select_from(TherapistProfile).where(*charging))
+        if not count:
+            return None
+        return await session.scalar(select(TherapistProfile.rate_pence_per_minute).where(*charging)
+                                    .order_by(TherapistProfile.rate_pence_per_minute)
+                                    .offset((count - 1) // 2).limit(1))
+
+
 async def earnings_view(ctx: BillingContext, therapist_id: int) -> dict[str, Any]:
     accounts = [ledger.pending(therapist_id), ledger.available(therapist_id), ledger.withdrawing(therapist_id)]
     async with ctx.db.session() as session:
@@ -46,6 +59,7 @@ async def earnings_view(ctx: BillingContext, therapist_id: int) -> dict[str, Any
         "withdrawing_pence": found[accounts[2]],
         "paid_out_pence": int(paid or 0),
         "commission_bp": ctx.settings.billing_commission_bp,
+        "test_mode": ctx.test_mode,
     }
 
 

@@ -43,7 +43,7 @@ from transcription.model import ModelSpec, load_model
 from transcription.options import DecodeOptions
 from pool.states import PoolMemory
 from signalling.events.pool import REQUEST_STATE, subscribe_bus
-from signalling.http import SERVICES, core_middleware
+from signalling.http import SERVICES, content_security_policy, core_middleware
 from signalling.pool_rooms import SocketPoolBroadcast
 from signalling.metrics import Metrics
 from signalling.routes import ROUTES
@@ -54,9 +54,7 @@ from signalling.sockets import attach_socket_handlers, create_socket_server
 log = get_logger("app")
 STATIC_DIR = Path(__file__).resolve().parent.parent / "web" / "static"
 SECURITY_HEADERS = {
-    "Content-Security-Policy": "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data: blob:; "
-    "media-src 'self' blob:; connect-src 'self'; object-src 'none'; base-uri 'none'; frame-ancestors 'none'; "
-    "form-action 'self'",
+    "Content-Security-Policy": content_security_policy(),
     "X-Content-Type-Options": "nosniff",
     "Referrer-Policy": "no-referrer",
     "X-Frame-Options": "DENY",

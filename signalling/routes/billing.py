@@ -12,6 +12,7 @@ from accounts.principal import Principal
 from billing import connect, disputes, refunds, statements, topups, wallet, webhooks, withdrawals
 from billing.context import BillingContext
 from billing.metering import MeterTicker
+from billing.stripe_client import STRIPE_JS_URL
 from billing.testmode import check_billing_settings, stripe_setup
 from billing.topups import parse_amount
 from calls import membership
@@ -56,16 +57,15 @@ def _billing(request: web.Request) -> BillingContext:
     return services(request).billing
 
 
-def _config(ctx: BillingContext) -> dict[str, Any]:
+def _config(ctx: BillingContext, typical_rate_pence: int | None = None) -> dict[str, Any]:
     s = ctx.settings
     return {
         "currency": "gbp", "test_mode": ctx.test_mode, "payments_available": ctx.stripe is not None,
         "publishable_key": ctx.stripe.publishable_key if ctx.stripe is not None else "",
-        "stripe_js_url": (ctx.stripe.api_base.rstrip("/") + "/js.stripe.com/v3/") if ctx.stripe is not None and
-        ctx.stripe.api_base else "https://js.stripe.com/v3/",
+        "stripe_js_url": ctx.stripe.js_url if ctx.stripe is not None else STRIPE_JS_URL,
         "topup_min_pence": s.billing_topup_min_pence, "topup_max_pence": s.billing_topup_max_pence,
         "wallet_max_pence": s.billing_wallet_max_pence, "min_request_pence": s.billing_min_request_pence,
-        "calls_charged": s.billing_charge_calls,
+        "calls_charged": s.billing_charge_calls, "typical_rate_pence": typical_rate_pence,
     }
 
 
@@ -77,7 +77,8 @@ def _config(ctx: BillingContext) -> dict[str, Any]:
 async def get_wallet(request: web.Request, principal: Principal | None) -> web.Response:
     assert principal is not None
     ctx = _billing(request)
-    return json_response({"wallet": await wallet.wallet_view(ctx, principal.user_id), "config": _config(ctx),
+    return json_response({"wallet": await wallet.wallet_view(ctx, principal.user_id),
+                          "config": _config(ctx, await wallet.typical_rate(ctx.db)),
                           "topups": await topups.list_topups(ctx, principal.user_id, limit=20)})
 
 

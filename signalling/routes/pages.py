@@ -16,7 +16,7 @@ from aiohttp import web
 from accounts.principal import Principal
 from core.errors import Unavailable
 from signalling.access import Access
-from signalling.http import endpoint
+from signalling.http import content_security_policy, endpoint, services
 
 ROOT = Path(__file__).resolve().parent.parent.parent
 STATIC_DIR = ROOT / "web" / "static"
@@ -37,7 +37,13 @@ PAGES = {
     "/calls/{id}": "calls.html",
     "/call/{id}": "call.html",
     "/admin": "admin.html",
+    "/admin/billing": "admin-billing.html",
+    "/wallet": "wallet.html",
+    "/earnings": "earnings.html",
 }
+#: Pages that load Stripe.js (the card Element): their Content-Security-Policy also allows the Stripe origins the
+#: server's Stripe gateway names (Stripe's own, or the local test mode's stand-in).
+STRIPE_PAGES = frozenset({"wallet.html"})
 
 routes = web.RouteTableDef()
 
@@ -45,7 +51,11 @@ routes = web.RouteTableDef()
 def _page(filename: str) -> Callable[[web.Request], Awaitable[web.StreamResponse]]:
     async def page(request: web.Request, _: Principal | None) -> web.FileResponse:
         # no-cache: the browser revalidates (ETag / Last-Modified), so a new release is picked up at once
-        return web.FileResponse(STATIC_DIR / filename, headers={"Cache-Control": "no-cache"})
+        headers = {"Cache-Control": "no-cache"}
+        stripe = services(request).billing.stripe if filename in STRIPE_PAGES else None
+        if stripe is not None:
+            headers["Content-Security-Policy"] = content_security_policy(stripe.browser_sources())
+        return web.FileResponse(STATIC_DIR / filename, headers=headers)
 
     page.__name__ = page.__qualname__ = f"page_{filename.replace('.', '_').replace('-', '_')}"
     return endpoint(Access.public)(page)

@@ -22,6 +22,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import aiohttp
 import av
 import numpy as np
 import pytest
@@ -235,3 +236,58 @@ class PageProblems:
                 self.errors.append(f"{name}: {text}")
 
         page.on("console", on_console)
+
+
+# ------------------------------------------------------------------ REST, the ledger, steps every browser test takes
+
+
+async def rest(http: aiohttp.ClientSession, server: E2EServer, method: str, path: str, token: str | None = None,
+               **kwargs: Any) -> Any:
+    """A REST call to the server that must succeed; its JSON body."""
+    headers = {"Authorization": f"Bearer {token}"} if token else {}
+    headers.update(kwargs.pop("headers", {}))
+    async with http.request(method, server.url + path, headers=headers, **kwargs) as resp:
+        body = await resp.json()
+        assert resp.status < 300, (path, resp.status, body)
+        return body
+
+
+async def credit_client(http: aiohttp.ClientSession, server: E2EServer, admin_token: str, client_id: int,
+                        pence: int) -> int:
+    """Money in a client's wallet as an admin credits it (`POST /api/admin/billing/clients/{id}/credits`): asking
+    for a session needs a minimum balance. Returns the new balance."""
+    body = await rest(http, server, "POST", f"/api/admin/billing/clients/{client_id}/credits", admin_token,
+                      json={"amount_pence": pence, "memo": "end-to-end test"},
+                      headers={"Idempotency-Key": f"e2e-{os.urandom(8).hex()}"})
+    return int(body["balance_pence"])
+
+
+async def ledger_earnings(server: E2EServer, therapist_id: int, pence: int) -> None:
+    """Available earnings for a therapist, posted straight into the server's ledger (its SQLite file under the data
+    folder), as the billing tests earn them: the browser tests of withdrawals need money, not a call."""
+    from billing import ledger
+    from core.clock import SystemClock
+    from core.db import Database
+
+    db = Database(f"sqlite+aiosqlite:///{(server.data_dir / 'therapy.db').resolve()}")
+    try:
+        await ledger.run_once(db, lambda session: ledger.post(
+            session, key=f"e2e-earnings:{os.urandom(8).hex()}", kind="settlement", now=SystemClock().now(),
+            legs=[(ledger.CARD_CLEARING, -pence), (ledger.available(therapist_id), pence)]))
+    finally:
+        await db.engine.dispose()
+
+
+async def go_available(page: Any) -> None:
+    """Switch availability on once the dashboard knows the current state (another tab may have done it already)."""
+    from playwright.async_api import expect
+
+    switch = page.get_by_label("Available for quick connect")
+    await expect(switch).to_be_enabled()
+    await switch.check()
+    await expect(switch).to_be_checked()
+    await expect(page.locator("#pool-empty")).to_be_visible()
+
+
+async def wait_connected(page: Any) -> None:
+    await page.wait_for_function("() => window.__therapyCall?.pc?.connectionState === 'connected'", timeout=20_000)

@@ -13,7 +13,9 @@ import aiohttp
 import pytest
 from playwright.async_api import Browser, Page, Playwright, async_playwright, expect
 
-from e2e_support import ADMIN_EMAIL, ADMIN_PASSWORD, ARTIFACTS, CHROMIUM, E2EServer, PageProblems, running_server
+from e2e_support import (
+    ADMIN_EMAIL, ADMIN_PASSWORD, ARTIFACTS, CHROMIUM, E2EServer, PageProblems, credit_client, rest, running_server,
+)
 
 pytestmark = pytest.mark.slow
 
@@ -35,15 +37,6 @@ async def playwright() -> AsyncIterator[Playwright]:
         yield pw
 
 
-async def rest(http: aiohttp.ClientSession, server: E2EServer, method: str, path: str, token: str | None = None,
-               **kwargs: Any) -> Any:
-    headers = {"Authorization": f"Bearer {token}"} if token else {}
-    async with http.request(method, server.url + path, headers=headers, **kwargs) as resp:
-        body = await resp.json()
-        assert resp.status < 300, (path, resp.status, body)
-        return body
-
-
 async def accounts(http: aiohttp.ClientSession, server: E2EServer) -> dict[str, Any]:
     """A client, an approved therapist and the admin, made over REST."""
     run = uuid.uuid4().hex[:6]
@@ -55,6 +48,7 @@ async def accounts(http: aiohttp.ClientSession, server: E2EServer) -> dict[str, 
         "insurance_expiry": "2031-01-01"})
     admin = await rest(http, server, "POST", "/api/auth/signin", json={"email": ADMIN_EMAIL, "password": ADMIN_PASSWORD})
     await rest(http, server, "POST", f"/api/admin/applications/{therapist['user']['id']}/approve", admin["token"])
+    await credit_client(http, server, admin["token"], client["user"]["id"], 2000)  # sessions need £10 to ask
     return {"client": client, "therapist": therapist, "admin": admin, "client_email": f"kim-{run}@example.org",
             "therapist_email": f"ann-{run}@example.org"}
 

@@ -35,7 +35,7 @@ from playwright.async_api import Browser, BrowserContext, Page, async_playwright
 from conftest import CANARY
 from e2e_support import (
     ADMIN_EMAIL, ADMIN_PASSWORD, ARTIFACTS, CHROMIUM, SPEECH_WORDS, E2EServer, PageProblems, Received, chromium_args,
-    running_server, silence_wav, speech_wav,
+    credit_client, go_available, rest, running_server, silence_wav, speech_wav, wait_connected,
 )
 
 pytestmark = pytest.mark.slow
@@ -91,28 +91,6 @@ def png_picture() -> bytes:
     out = io.BytesIO()
     image.save(out, "PNG")
     return out.getvalue()
-
-
-async def rest(http: aiohttp.ClientSession, server: E2EServer, method: str, path: str, token: str | None = None,
-               **kwargs: Any) -> Any:
-    headers = {"Authorization": f"Bearer {token}"} if token else {}
-    async with http.request(method, server.url + path, headers=headers, **kwargs) as resp:
-        body = await resp.json()
-        assert resp.status < 300, (path, resp.status, body)
-        return body
-
-
-async def go_available(page: Page) -> None:
-    """Switch availability on once the dashboard knows the current state (another tab may have done it already)."""
-    switch = page.get_by_label("Available for quick connect")
-    await expect(switch).to_be_enabled()
-    await switch.check()
-    await expect(switch).to_be_checked()
-    await expect(page.locator("#pool-empty")).to_be_visible()
-
-
-async def wait_connected(page: Page) -> None:
-    await page.wait_for_function("() => window.__therapyCall?.pc?.connectionState === 'connected'", timeout=20_000)
 
 
 async def remote_video_plays(page: Page) -> None:
@@ -203,6 +181,16 @@ async def test_quick_connect_video_call_chat_notes_transcript_and_call_log(
         await client.wait_for_url("**/home")
         await client.get_by_label("What would you like to talk about?").fill("Panic attacks at night")
         await client.get_by_label("Anything the therapist should know first (optional)").fill("Please be gentle")
+        # sessions are paid by the minute: asking needs £10 in the wallet; an admin credits it and it shows at once
+        await client.get_by_role("button", name="Talk to someone now").click()
+        await expect(client.locator("#request-form .form-error")).to_contain_text(
+            "You need at least £10.00 in your wallet")
+        await expect(client.locator("#home-balance")).to_have_text("£0.00")
+        token_of = "() => sessionStorage.getItem('therapy.token')"
+        me = await rest(http, server, "GET", "/api/me", await client.evaluate(token_of))
+        await credit_client(http, server, await admin.evaluate(token_of), me["id"], 2000)
+        await expect(client.locator("#home-balance")).to_have_text("£20.00")
+        await expect(client.locator("#request-form .form-error")).to_be_empty()
         await client.get_by_role("button", name="Talk to someone now").click()
         await expect(client.locator("#waiting")).to_be_visible()
         await expect(client.locator("#waiting-text")).to_contain_text("2 therapists are online")
@@ -253,6 +241,10 @@ async def test_quick_connect_video_call_chat_notes_transcript_and_call_log(
             await expect(page.locator("#conn-state")).to_have_text("connected")
         await client.wait_for_function("() => window.__therapyCall.serverPc?.connectionState === 'connected'")
         await t1.wait_for_function("() => window.__therapyCall.serverPc?.connectionState === 'connected'")
+        # both browsers report their connected peer connection, so the first minute (£1.00) is charged at once
+        await expect(client.locator("#billing-state")).to_have_text(
+            re.compile(r"Balance: £1\d\.00 · about \d+ min of paid time left"))
+        assert await t1.locator("#billing-state").is_hidden(), "the therapist's screen shows no client balance"
 
         # ------------------------------------------------------------ 2. chat both ways, notes, reload
         await client.get_by_label("Message", exact=True).fill("Hello, thank you for seeing me")

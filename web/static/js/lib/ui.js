@@ -60,6 +60,15 @@ export function errorText(err) {
     bad_referral_code: "That referral code is not valid.",
     bad_token: "This link has expired or was already used. Ask for a new one.",
     internal: "Something went wrong on our side. Please try again.",
+    insufficient_balance: "Your wallet does not hold enough for that.",
+    insufficient_earnings: "That is more than your available earnings.",
+    wallet_limit: "That would take your wallet over its limit.",
+    payments_unavailable: "Card payments are not available on this server right now.",
+    payment_provider_error: "The payment provider could not be reached. Nothing was charged; please try again shortly.",
+    card_declined: "Your card was declined.",
+    withdrawal_not_cancellable: "This withdrawal can no longer be cancelled.",
+    connect_not_ready: "The therapist's Stripe account is not ready for payouts: pay by bank transfer instead.",
+    already_paid: "This withdrawal has already been paid.",
   };
   return known[code] || error.message || "Something went wrong. Please try again.";
 }
@@ -141,6 +150,38 @@ export function formatClock(ms) {
 export function formatRate(pence) {
   if (pence === null || pence === undefined) return "";
   return `£${(pence / 100).toFixed(2)} per minute`;
+}
+
+const POUNDS = new Intl.NumberFormat("en-GB", { style: "currency", currency: "GBP" });
+
+/** Pence as pounds: "£2,000.00", "−£1.00"; `sign` puts "+" before a positive amount. */
+export function formatMoney(pence, { sign = false } = {}) {
+  if (pence === null || pence === undefined) return "";
+  const text = POUNDS.format(Math.abs(pence) / 100);
+  return pence < 0 ? `−${text}` : sign && pence > 0 ? `+${text}` : text;
+}
+
+/** An amount typed in pounds ("20", "20.5", "£20.50") as whole pence, or null when it is not one. */
+export function parsePounds(text) {
+  const match = /^\s*£?\s*(\d{1,7})(?:\.(\d{1,2}))?\s*$/.exec(String(text ?? ""));
+  if (!match) return null;
+  return Number(match[1]) * 100 + Number((match[2] || "").padEnd(2, "0"));
+}
+
+/** A calendar date ("2026-01-16") as "Friday 16 January 2026" (no time zone shift). */
+export function formatDay(isoDate) {
+  if (!isoDate) return "";
+  const [y, m, d] = isoDate.split("-").map(Number);
+  return new Date(Date.UTC(y, m - 1, d)).toLocaleDateString(undefined, {
+    weekday: "long", day: "numeric", month: "long", year: "numeric", timeZone: "UTC",
+  });
+}
+
+/** "about 20 minutes": what `pence` buys at `ratePence` a minute ("" without a rate). */
+export function minutesFor(pence, ratePence) {
+  if (!ratePence || pence === null || pence === undefined) return "";
+  const minutes = Math.floor(Math.max(0, pence) / ratePence);
+  return `about ${minutes} minute${minutes === 1 ? "" : "s"}`;
 }
 
 // ------------------------------------------------------------------ page chrome

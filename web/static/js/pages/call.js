@@ -1,11 +1,13 @@
 // The call screen (/call/N): video both ways (peer to peer), mute, camera, hang-up, connection state, the recording
 // indicator and its "stop recording", the audio-only link to the server when the client consented, chat (both),
-// notes (therapist only, autosaved) and the live transcript (therapist only).
+// notes (therapist only, autosaved) and the live transcript (therapist only). The state of the peer connection is
+// reported to the server (call.media_state: per-minute charging runs only while both members are connected), and the
+// client sees their balance and paid time left (billing.balance, billing.call); both see the low-balance warning.
 import { api, homeFor, requireUser } from "../lib/api.js";
 import { openLocalMedia } from "../lib/media.js";
 import { CallPeer, ServerLink } from "../lib/peer.js";
 import { connectSocket, request } from "../lib/socket.js";
-import { $, clear, errorText, formatClock, formatDateTime, h, initChrome, say } from "../lib/ui.js";
+import { $, clear, errorText, formatClock, formatDateTime, formatMoney, h, initChrome, say } from "../lib/ui.js";
 
 const callId = Number((/^\/call\/(\d+)/.exec(location.pathname) || [])[1] || new URLSearchParams(location.search).get("id"));
 const me = await requireUser();
@@ -24,6 +26,8 @@ let joinedOnce = false;
 let startedAt = null;
 let bannerTimer = null;
 let remoteStream = null;
+let mediaReported = null; // what this page last told the server about its peer connection (call.media_state)
+const billing = { shown: false, balance: null, secondsLeft: null }; // the client's paid time, as last pushed
 const chat = new Map(); // message id -> li
 const segments = new Map(); // segment id -> {segment, li}
 const remoteVideo = $("#remote-video");
@@ -34,6 +38,7 @@ window.__therapyCall = {
   get serverPc() { return serverLink?.pc || null; },
   get role() { return role; },
   get ended() { return ended; },
+  get mediaReported() { return mediaReported; },
 };
 
 if (!Number.isInteger(callId) || callId < 1) {
@@ -82,6 +87,10 @@ socket.on("call.transcript_complete", ({ call_id: id }) => {
 });
 socket.on("call.recording", (event) => { if (event.call_id === callId && !event.active) recordingStopped(event.withdrawn_by); });
 socket.on("call.ended", (event) => { if (event.call_id === callId) showEnded(event.reason, event.ended_by); });
+socket.on("billing.balance", ({ balance_pence: balance }) => balanceChanged(balance));
+socket.on("billing.call", (event) => { if (event.call_id === callId) minuteCharged(event); });
+socket.on("billing.low_balance", (event) => { if (event.call_id === callId && !ended) lowBalance(event.minutes_left); });
+if (me.role === "client") startBilling();
 setInterval(tickElapsed, 1000);
 
 function signalStatus(state) {
@@ -131,6 +140,8 @@ async function join() {
   } else {
     banner(role === "therapist" ? "Waiting for the client to join…" : "Waiting for your therapist to join…", "blue");
   }
+  // the server forgets this member's peer connection when it joins from a new connection: say it again
+  if (peer.pc.connectionState === "connected") reportMedia(true);
   setRecording(ack.call.recording_consent, stream);
 }
 
@@ -166,7 +177,19 @@ function replaced() {
   disableControls();
 }
 
+/** Tell the server whether the peer connection to the other member is up (it answers {ok: true}). */
+function reportMedia(connected) {
+  mediaReported = connected;
+  if (ended || !socket.connected) return; // a re-join reports the state again
+  request(socket, "call.media_state", { call_id: callId, connected }).then((ack) => {
+    if (!ack.ok) console.warn("call.media_state not taken", ack.error?.code);
+  });
+}
+
 function connectionState(state) {
+  if (state === "connected") reportMedia(true);
+  else if (state === "disconnected" || state === "failed" || state === "closed") reportMedia(false);
+  else if (state === "new" && mediaReported) reportMedia(false); // a fresh connection replaced the connected one
   const el = $("#conn-state");
   el.dataset.state = state;
   el.textContent = {
@@ -300,13 +323,19 @@ async function showEnded(reason, endedBy, detail = null) {
   $("#stage").hidden = true;
   $("#controls").hidden = true;
   $("#peer-banner").hidden = true;
-  const text = reason === "dropped"
+  const broke = reason === "balance_exhausted";
+  const text = broke
+    ? me.role === "client" ? "The session ended because your balance ran out. Top up your wallet to talk again."
+      : "The session ended because the client's balance ran out."
+    : reason === "dropped"
     ? "The session ended because the connection was lost for too long."
     : endedBy && endedBy === role ? "You ended the session."
       : endedBy === "therapist" ? "Your therapist ended the session."
         : endedBy === "client" ? "The client ended the session." : "This session has ended.";
   const when = detail?.ended_at ? ` (${formatDateTime(detail.ended_at)})` : "";
   $("#ended-text").textContent = `${text}${when}${role === "therapist" ? " Your notes can still be edited here or in the call log." : ""}`;
+  $("#ended-wallet").hidden = !(broke && me.role === "client");
+  $("#billing-banner").hidden = true;
   $("#ended").hidden = false;
   $("#ended-title").focus();
   socket.off("connect", join);
@@ -318,6 +347,62 @@ function fatal(text) {
   $("#stage").hidden = true;
   $("#controls").hidden = true;
   for (const id of ["chat-panel", "notes-panel", "transcript-panel"]) $(`#${id}`).hidden = true;
+}
+
+// ------------------------------------------------------------------ paid time (the client's balance)
+
+async function startBilling() {
+  try {
+    const [{ wallet, config }, detail] = await Promise.all([api("/api/billing/wallet"), details]);
+    if (!config.calls_charged || detail?.kind === "test") return; // free sessions: nothing to show
+    billing.shown = true;
+    if (billing.balance === null) billing.balance = wallet.balance_pence;
+    showBilling();
+  } catch {
+    /* the pushes still come */
+  }
+}
+
+function showBilling() {
+  if (!billing.shown || billing.balance === null) return;
+  const el = $("#billing-state");
+  let text = `Balance: ${formatMoney(billing.balance)}`;
+  if (billing.secondsLeft !== null) {
+    const minutes = Math.floor(billing.secondsLeft / 60);
+    text += minutes >= 1 ? ` · about ${minutes} min of paid time left` : " · less than a minute of paid time left";
+  }
+  el.textContent = text;
+  el.hidden = false;
+}
+
+function balanceChanged(balance) {
+  const before = billing.balance;
+  billing.balance = balance;
+  if (before !== null && balance > before) {
+    // a top-up during the session: the warning no longer holds; the next minute's charge says how long is left
+    $("#billing-banner").hidden = true;
+    billing.secondsLeft = null;
+  }
+  showBilling();
+}
+
+function minuteCharged(event) {
+  billing.secondsLeft = event.seconds_left;
+  showBilling();
+}
+
+function lowBalance(minutesLeft) {
+  const el = $("#billing-banner");
+  const left = minutesLeft >= 1 ? `About ${minutesLeft} minute${minutesLeft === 1 ? "" : "s"}` : "Less than a minute";
+  if (me.role === "client") {
+    clear(el).append(h("span", { text: `${left} of paid time left — top up to continue.` }),
+      h("a", { href: "/wallet", target: "_blank", rel: "noopener", text: "Top up (opens in a new tab)" }));
+  } else {
+    clear(el).append(h("span", {
+      text: `The client has ${left.charAt(0).toLowerCase()}${left.slice(1)} of paid time left; the session ends when it runs out unless they top up.`,
+    }));
+  }
+  el.hidden = false;
 }
 
 // ------------------------------------------------------------------ recording and the server audio link

@@ -10,6 +10,12 @@ import {
 
 let pictureUrl = null; // the blob: URL of the picture shown
 let me = await requireUser(["therapist"]);
+const connectReturn = new URLSearchParams(location.search).get("connect");
+if (connectReturn) {
+  // back from Stripe's Connect onboarding (its return and refresh URLs name this page): the earnings page says more
+  location.replace(`/earnings?connect=${encodeURIComponent(connectReturn)}`);
+  await new Promise(() => {});
+}
 initChrome(me);
 fillAccount(me);
 loadRecentCalls();

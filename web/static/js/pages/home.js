@@ -4,9 +4,10 @@
 import { api, imageUrl, requireUser } from "../lib/api.js";
 import { connectSocket, request } from "../lib/socket.js";
 import {
-  $, busy, clear, errorText, formError, formValues, formatAge, formatDateTime, formatDuration, formatRate, h,
-  initChrome, say,
+  $, busy, clear, errorText, formError, formValues, formatAge, formatDateTime, formatDuration, formatMoney, formatRate,
+  h, initChrome, say,
 } from "../lib/ui.js";
+import { followBalance, typicalMinutes } from "../lib/wallet.js";
 
 const me = await requireUser(["client"]);
 initChrome(me);
@@ -27,6 +28,8 @@ socket.on("pool.request_updated", ({ request: req }) => applyRequest(req));
 socket.on("call.ready", ({ call }) => goToCall(call.id));
 socket.on("connect", syncState);
 setInterval(updateExpiry, 1000);
+let wallet = null; // {balance_pence, config} of the client's wallet, kept live
+followBalance(socket, showBalance).catch(() => { $("#home-balance").textContent = "not available right now"; });
 
 function view(name) {
   for (const v of VIEWS) $(`#${v}`).hidden = v !== name || (v === "start" && needsGuardian);
@@ -151,6 +154,8 @@ $("#request-form").addEventListener("submit", async (event) => {
     }
     if (ack.error.code === "already_open") {
       await syncState();
+    } else if (ack.error.code === "insufficient_balance") {
+      needsMoney(form, ack.error.details || {});
     } else {
       formError(form, ack.error);
     }
@@ -216,6 +221,39 @@ $("#offer-decline").addEventListener("click", async (event) => {
     }
   });
 });
+
+// ------------------------------------------------------------------ wallet
+
+function showBalance(state) {
+  wallet = state;
+  const balance = state.balance_pence;
+  $("#home-balance").textContent = formatMoney(balance);
+  const minutes = typicalMinutes(balance, state.config);
+  $("#home-minutes").textContent = minutes ? `That is ${minutes}.` : "";
+  const needed = state.config.calls_charged ? state.config.min_request_pence : 0;
+  const low = balance < needed;
+  $("#home-low").hidden = !low;
+  if (low) {
+    clear($("#home-low")).append(`You need at least ${formatMoney(needed)} in your wallet to talk to someone. `,
+      h("a", { href: "/wallet", text: "Top up your wallet" }));
+  }
+  const error = $("#request-form .form-error");
+  if (!low && error.dataset.reason === "balance") {
+    say(error, "");
+    delete error.dataset.reason;
+  }
+}
+
+/** pool.request said the wallet holds too little: say how much is needed, with the way to the wallet. */
+function needsMoney(form, details) {
+  const error = form.querySelector(".form-error");
+  const needed = details.required_pence ?? wallet?.config.min_request_pence;
+  const held = details.balance_pence ?? wallet?.balance_pence;
+  say(error, `You need at least ${formatMoney(needed)} in your wallet to ask for a session`
+    + (held === undefined ? ". " : ` (you have ${formatMoney(held)}). `), "error");
+  error.append(h("a", { href: "/wallet", text: "Top up your wallet" }));
+  error.dataset.reason = "balance";
+}
 
 // ------------------------------------------------------------------ guardian consent
 
