@@ -23,8 +23,9 @@ CHAT_TEXT = "Thank you, that helps. Could we talk a bit more about what happens 
 NOTES_TEXT = "Client reports improved sleep; discussed breathing exercises and a plan for the week."
 CANDIDATE = "candidate:1 1 udp 2130706431 127.0.0.1 {port} typ host"
 ACK_TIMEOUT_S = 10.0
-#: race outcomes that are the race working as designed, not errors
-BENIGN = {"pool.accept": {"taken"}, "call.hangup": {"call_ended"}}
+#: race outcomes that are the race working as designed, not errors; `call.media_state` to a server that does not
+#: know the event yet (billing meters the media time only where it does)
+BENIGN = {"pool.accept": {"taken"}, "call.hangup": {"call_ended"}, "call.media_state": {"unknown_event"}}
 HANGUP_ATTEMPTS = 4
 
 
@@ -237,6 +238,7 @@ class SimCall:
         self.utterances: dict[str, list[Any]] = {"client": [], "therapist": []}
         self.tasks: list[asyncio.Task[None]] = []
         self.ended_by_server = False
+        self.media_reported: set[str] = set()     # roles that told the server their peer connection is connected
 
     def member(self, role: str) -> Person:
         person = self.client if role == "client" else self.therapist
@@ -259,6 +261,7 @@ class SimCall:
                 await person.emit("call.signal", {"call_id": self.call_id, "kind": "answer",
                                                   "sdp": self.worker.canned["answer"]})
                 await self._trickle(person)
+                await self.report_media_connected(person)
         elif kind == "answer" and person is self.offerer:
             if self.offer_sent_at is not None:
                 self.worker.stats.relays.append((self.offer_sent_at, now() - self.offer_sent_at))
@@ -271,6 +274,17 @@ class SimCall:
                         await pc.setRemoteDescription(RTCSessionDescription(sdp=str(data.get("sdp", "")),
                                                                             type="answer"))
             self.answered.set()
+            if not cfg["p2p"]:
+                await self.report_media_connected(person)
+
+    async def report_media_connected(self, person: Person) -> None:
+        """What a browser sends once its peer connection to the other member is connected (`call.media_state`;
+        billing meters a call while both members report connected). Without `--p2p` there is no real connection:
+        the description exchange done (answer sent, or received) stands for it; with `--p2p`, the connection."""
+        if person.role in self.media_reported or self.call_id is None:
+            return
+        self.media_reported.add(person.role)
+        await person.emit("call.media_state", {"call_id": self.call_id, "connected": True})
 
     async def _trickle(self, person: Person) -> None:
         """What a browser sends after its description: a loopback host candidate, then the end of candidates."""

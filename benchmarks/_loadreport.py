@@ -32,6 +32,10 @@ class Limits:
         return asdict(self)
 
 
+LOOP_FIELDS = ("gc_pause_max_ms", "gc_pause_total_ms", "gc_by_generation", "gc_cpu_ms", "loop_lag_p99_ms",
+               "loop_lag_max_ms")
+
+
 def pct(values: Sequence[float], p: float) -> float | None:
     """Nearest-rank percentile (None for no values)."""
     if not values:
@@ -72,7 +76,8 @@ def summarise_step(*, index: int, target: int, mode: str, window_s: float, ramp_
 
     `server`: {"processes": [{"label", "pid", "cpu_s", "rss_mb", "rss_peak_mb"}]} measured over the window;
     `aux`: {name: {"cpu_s", "rss_mb"}} (database, Redis); `metrics`: the server's /metrics over the window
-    ({"backlog": [samples], "peers": [...], "dropped_delta": n, "compute_per_audio": [...]}); `transcribing`: whether
+    ({"backlog": [samples], "peers": [...], "dropped_delta": n, "compute_per_audio": [...], "loop":
+    `benchmarks._loadhost.loop_figures`}); `transcribing`: whether
     the server is expected to send transcripts (not in media mode with utterances parked)."""
     setups = _merge(workers, "setups")
     ok_setups = [s for s in setups if s.get("ok")]
@@ -121,10 +126,10 @@ def summarise_step(*, index: int, target: int, mode: str, window_s: float, ramp_
 
     # the server
     procs = server.get("processes", [])
-    cpu_s = sum(float(p.get("cpu_s", 0)) for p in procs)
+    cpu_s = sum(float(p.get("cpu_s") or 0) for p in procs)
     cpu_pct = 100 * cpu_s / window_s if window_s > 0 else None
     server_out = {
-        "processes": [{**p, "cpu_pct": round(100 * float(p.get("cpu_s", 0)) / window_s, 1) if window_s > 0 else None}
+        "processes": [{**p, "cpu_pct": round(100 * float(p.get("cpu_s") or 0) / window_s, 1) if window_s > 0 else None}
                       for p in procs],
         "cpu_s": round(cpu_s, 3), "cpu_pct": None if cpu_pct is None else round(cpu_pct, 1),
         "cpu_s_per_call_s": round(cpu_s / (calls * window_s), 5) if calls and window_s > 0 else None,
@@ -132,10 +137,17 @@ def summarise_step(*, index: int, target: int, mode: str, window_s: float, ramp_
         "cpu_pct_per_connection": round(cpu_pct / connections, 3) if connections and cpu_pct is not None else None,
         "ramp_cpu_pct": round(100 * float(server["ramp_cpu_s"]) / ramp_s, 1) if server.get("ramp_cpu_s") is not None
         and ramp_s > 0 else None,
-        "rss_mb": round(sum(float(p.get("rss_mb", 0)) for p in procs), 1),
+        "rss_mb": round(sum(float(p.get("rss_mb") or 0) for p in procs), 1),
         "cores": server_cores,
         "core_utilisation": round(cpu_pct / (100 * server_cores), 3) if server_cores and cpu_pct is not None else None,
     }
+    # what held the event loop (the servers' /metrics, all processes): collections and loop lag over the window
+    loop = metrics.get("loop") or {}
+    for key in LOOP_FIELDS:
+        server_out[key] = loop.get(key)
+    # the share of the servers' CPU time that went to collections (robust on a busy machine, unlike the pauses)
+    server_out["gc_cpu_share"] = round(loop["gc_cpu_ms"] / 1000 / cpu_s, 3) \
+        if loop.get("gc_cpu_ms") is not None and cpu_s > 0 else None
     if previous is not None and previous.get("calls") and calls != previous["calls"] \
             and previous["server"].get("cpu_pct") is not None and cpu_pct is not None:
         server_out["marginal_cpu_pct_per_call"] = round(
@@ -321,8 +333,8 @@ def table(result: dict[str, Any]) -> str:
         lines.append(row)
     lines.append("")
     head2 = (f"{'step':>4} {'calls':>5} {'server CPU %':>12} {'ramp CPU %':>10} {'per process %':>16} {'% per call':>10} "
-             f"{'marginal %':>10} {'CPU s/call-s':>12} {'RSS MB':>7} {'aux CPU %':>22} {'gen CPU %':>9} "
-             f"{'gen lag p99 ms':>14} {'late frames':>11}  invalid because")
+             f"{'marginal %':>10} {'CPU s/call-s':>12} {'RSS MB':>7} {'GC max/total ms':>15} {'GC % CPU':>8} {'lag p99/max ms':>14} "
+             f"{'aux CPU %':>22} {'gen CPU %':>9} {'gen lag p99 ms':>14} {'late frames':>11}  invalid because")
     lines.append(head2)
     for s in steps:
         sv, g = s["server"], s["generator"]
@@ -331,7 +343,9 @@ def table(result: dict[str, Any]) -> str:
         lines.append(
             f"{s['step']:>4} {s['calls']:>5} {_f(sv['cpu_pct'], 1):>12} {_f(sv.get('ramp_cpu_pct'), 0):>10} {per:>16} {_f(sv['cpu_pct_per_call'], 2):>10} "
             f"{_f(sv['marginal_cpu_pct_per_call'], 2):>10} {_f(sv['cpu_s_per_call_s'], 4):>12} {_f(sv['rss_mb'], 0):>7} "
-            f"{aux:>22} {_f(g['cpu_pct'], 0):>9} {_f(g['loop_lag_p99_ms'], 1):>14} {g['late_frames']:>11}  "
+            f"{_slash(sv.get('gc_pause_max_ms'), sv.get('gc_pause_total_ms')):>15} "
+            f"{_f(None if sv.get('gc_cpu_share') is None else 100 * sv['gc_cpu_share'], 0):>8} "
+            f"{_slash(sv.get('loop_lag_p99_ms'), sv.get('loop_lag_max_ms')):>14} {aux:>22} {_f(g['cpu_pct'], 0):>9} {_f(g['loop_lag_p99_ms'], 1):>14} {g['late_frames']:>11}  "
             + ("; ".join(s["invalid_reasons"]) or "-"))
     return "\n".join(lines)
 

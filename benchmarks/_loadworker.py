@@ -25,8 +25,9 @@ A simulated call, as the browsers do it (PROTOCOL.md, 6. Flows): the client conn
 the client waits for the offer (`pool.request_updated`, status `offered`) and answers `pool.respond` (accept, terms,
 recording consent in the media modes); on `call.ready` both send `call.join`; the member who found the other present
 makes the WebRTC offer through `call.signal` (canned SDPs from a real aiortc pair, plus one trickled loopback
-candidate and the end of candidates each way, unless `p2p` makes it a real peer-to-peer connection); in the media
-modes each member also opens its audio-only link to the server (`call.media.offer`). Then, until the hang-up:
+candidate and the end of candidates each way, unless `p2p` makes it a real peer-to-peer connection), and each member
+reports its peer connection connected (`call.media_state`, as a browser does; billing meters the call from then on);
+in the media modes each member also opens its audio-only link to the server (`call.media.offer`). Then, until the hang-up:
 a `session.ping` every `ping_interval` seconds on every connection, a `call.chat` from each member every
 `chat_interval`, a `call.notes.save` from the therapist every `notes_interval`, and, in the media modes, a
 conversation: one member says a clip, a pause of `pause` seconds, then the other, and so on. The winner goes
@@ -336,8 +337,10 @@ class Worker:
         steps: list[Any] = [call.open_link(client), call.open_link(therapist)] if cfg["mode"] != "signalling" else []
         if not all(await asyncio.gather(*steps, relay())):
             return False
-        if cfg["p2p"] and not await call._p2p_connected():  # noqa: SLF001
-            return False
+        if cfg["p2p"]:
+            if not await call._p2p_connected():  # noqa: SLF001
+                return False
+            await asyncio.gather(*(call.report_media_connected(p) for p in (client, therapist)))
         rec["accept_to_connected"] = now() - t_acc
         rec["stage"] = "connected"
         return True

@@ -75,9 +75,9 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
-from benchmarks._cluster import ROOT, Cluster, free_port
+from benchmarks._cluster import BENCH_DEPOSIT_PENCE, ROOT, Cluster, free_port
 from benchmarks._loadclients import LoadClients
-from benchmarks._loadhost import ProcessWatch, Watched, parse_cpus, pin, scrape
+from benchmarks._loadhost import ProcessWatch, Watched, loop_figures, parse_cpus, pin, scrape
 from benchmarks._loadreport import (
     Limits,
     chart,
@@ -314,9 +314,9 @@ async def rest_accounts(url: str, therapists: int, clients: int, admin_email: st
     from benchmarks.pool_race import PASSWORD
 
     password = os.environ.get("ADMIN_PASSWORD", "")
-    if therapists and not (admin_email and password):
-        raise SystemExit("without --database-url, therapists are approved over REST: give --admin-email and "
-                         "ADMIN_PASSWORD in the environment")
+    if (therapists or clients) and not (admin_email and password):
+        raise SystemExit("without --database-url, therapists are approved and clients' wallets credited over REST: "
+                         "give --admin-email and ADMIN_PASSWORD in the environment")
     run = secrets.token_hex(3)
     out = Accounts([], [], "rest")
     async with aiohttp.ClientSession() as http:
@@ -329,11 +329,18 @@ async def rest_accounts(url: str, therapists: int, clients: int, admin_email: st
                 return data
 
         admin = (await post("/api/auth/signin", {"email": admin_email, "password": password}))["token"] \
-            if therapists else None
+            if admin_email and password else None
         for n in range(clients):
             data = await post("/api/auth/register", {"email": f"load-c{n}-{run}@example.org", "password": PASSWORD,
                                                      "display_name": f"Client {n}", "date_of_birth": "1990-05-17"})
             out.clients.append({"id": data["user"]["id"], "token": data["token"]})
+            if admin is not None:  # a deployment that charges calls needs money in the wallet to ask for a session
+                async with http.post(f"{url}/api/admin/billing/clients/{data['user']['id']}/credits",
+                                     json={"amount_pence": BENCH_DEPOSIT_PENCE, "memo": "load test"},
+                                     headers={"Authorization": f"Bearer {admin}", "Idempotency-Key": f"load-{run}-{n}"}
+                                     ) as resp:
+                    if resp.status >= 300:
+                        raise RuntimeError(f"crediting client {n}: {resp.status} {await resp.text()}")
         for n in range(therapists):
             data = await post("/api/auth/apply", {
                 "email": f"load-t{n}-{run}@example.org", "password": PASSWORD, "display_name": f"Dr Load {n}",
@@ -483,6 +490,16 @@ class Run:
         start = time.monotonic()
         end = start + seconds
         metrics: dict[str, list[float]] = {"backlog": [], "peers": [], "dropped": [], "compute_per_audio": []}
+        scrapes: list[dict[str, Any]] = []     # for the event-loop figures: histograms at both ends, gauges between
+
+        def keep(m: dict[str, Any]) -> None:
+            scrapes.append(m)
+            metrics["backlog"].append(m.get("transcription_backlog", 0.0))
+            metrics["peers"].append(m.get("media_audio_peers", 0.0))
+            metrics["dropped"].append(m.get("media_frames_dropped", 0.0))
+            if "transcription_compute_per_audio" in m:
+                metrics["compute_per_audio"].append(round(m["transcription_compute_per_audio"], 3))
+
         next_scrape = start
         while True:
             t = time.monotonic()
@@ -492,11 +509,7 @@ class Run:
                 next_scrape = t + SCRAPE_EVERY_S
                 m = await scrape(http, dep.urls, self.args.metrics_token)
                 if m is not None:
-                    metrics["backlog"].append(m.get("transcription_backlog", 0.0))
-                    metrics["peers"].append(m.get("media_audio_peers", 0.0))
-                    metrics["dropped"].append(m.get("media_frames_dropped", 0.0))
-                    if "transcription_compute_per_audio" in m:
-                        metrics["compute_per_audio"].append(round(m["transcription_compute_per_audio"], 3))
+                    keep(m)
             if self.progress_tty:
                 with contextlib.suppress(Exception):
                     self.status = await self.poll(load)
@@ -505,10 +518,17 @@ class Run:
                     sys.stderr.write("\r\x1b[K" + line)
                     sys.stderr.flush()
             await asyncio.sleep(min(1.0, max(0.0, end - time.monotonic())))
+        stop = time.monotonic()
+        m = await scrape(http, dep.urls, self.args.metrics_token)   # the end of the window, for the histograms
+        if m is not None:
+            keep(m)
         dropped = metrics.pop("dropped")
         out: dict[str, Any] = dict(metrics)
         out["dropped_delta"] = int(max(dropped) - min(dropped)) if dropped else None
-        return start, time.monotonic(), out
+        # the recent-max gauges of the first scrape look back before the window: not read
+        out["loop"] = loop_figures(scrapes[0] if scrapes else None, scrapes[-1] if len(scrapes) > 1 else None,
+                                   [m.get("recent_max", {}) for m in scrapes[1:]])
+        return start, stop, out
 
 
 async def run(args: argparse.Namespace) -> int:
@@ -719,7 +739,9 @@ def step_line(step: dict[str, Any]) -> str:
     extra = f", transcript p95 {t['latency_ms']['p95']} ms" if t and t.get("latency_ms", {}).get("p95") else ""
     return (f"step {step['step']}: {step['calls']} calls, {step['connections']} connections, "
             f"set-up p95 {step['accept_to_connected_ms']['p95']} ms, ping p99 {step['ping_rtt_ms']['p99']} ms{extra}, "
-            f"server CPU {step['server']['cpu_pct']} %, errors {step['error_count']}: {verdict}")
+            f"server CPU {step['server']['cpu_pct']} %, GC max/total {step['server'].get('gc_pause_max_ms')}/"
+            f"{step['server'].get('gc_pause_total_ms')} ms, loop lag p99 {step['server'].get('loop_lag_p99_ms')} ms, "
+            f"errors {step['error_count']}: {verdict}")
 
 
 def add_up(replies: list[dict[str, Any]], steps: list[dict[str, Any]]) -> dict[str, Any]:

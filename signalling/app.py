@@ -45,6 +45,7 @@ from pool.states import PoolMemory
 from signalling.events.pool import REQUEST_STATE, subscribe_bus
 from signalling.http import SERVICES, content_security_policy, core_middleware
 from signalling.pool_rooms import SocketPoolBroadcast
+from signalling.eventloop import GcWatch, LoopLagWatch, StallSampler, debug_slow_callbacks
 from signalling.metrics import Metrics
 from signalling.routes import ROUTES
 from signalling.routes.billing import billing_services
@@ -189,9 +190,23 @@ async def _lifecycle(app: web.Application) -> AsyncIterator[None]:
     for job in svc.background:
         job.start()
     presence_task = asyncio.create_task(_refresh_presence(svc), name="presence-refresh")
+    # what holds the event loop (signalling.eventloop): always measured; the diagnosis tools when set
+    gc_watch, lag_watch = GcWatch(svc.metrics), LoopLagWatch(svc.metrics)
+    gc_watch.start()
+    lag_watch.start()
+    stalls = None
+    if svc.settings.slow_callback_s > 0:
+        debug_slow_callbacks(asyncio.get_running_loop(), svc.settings.slow_callback_s)
+    if svc.settings.stall_stacks_s > 0:
+        stalls = StallSampler(asyncio.get_running_loop(), svc.settings.stall_stacks_s)
+        stalls.start()
     log.info("server.started", env=svc.settings.env, database=svc.db.dialect, redis=bool(svc.redis))
     yield
     log.info("server.stopping")
+    gc_watch.stop()
+    await lag_watch.stop()
+    if stalls is not None:
+        stalls.stop()
     presence_task.cancel()
     await svc.sweeper.stop()
     for job in svc.background:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import gc
 import getpass
 import os
 import sys
@@ -43,12 +44,20 @@ def serve(settings: Settings) -> None:
     from aiohttp import web
 
     from signalling.app import create_app
+    from signalling.eventloop import freeze_heap, tune_gc
 
     log = get_logger("cli")
     log.info("server.config", **{k: v for k, v in settings.redacted().items() if k in ("env", "host", "port", "data_dir")})
+    tune_gc(settings)   # process-wide, so here rather than in the app (tests build many apps in one process)
     loop = uvloop.new_event_loop()
     asyncio.set_event_loop(loop)
     app = create_app(settings)
+
+    async def settle_heap(_: web.Application) -> None:   # after the app's own start-up (appended after it)
+        frozen = freeze_heap() if settings.gc_freeze else 0
+        log.info("server.gc", thresholds=list(gc.get_threshold()), frozen_objects=frozen)
+
+    app.on_startup.append(settle_heap)
 
     web.run_app(
         app, host=settings.host, port=settings.port, loop=loop, access_log=None, print=lambda message: print(message, flush=True),

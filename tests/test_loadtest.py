@@ -23,10 +23,15 @@ from benchmarks._loadaudio import EncodedClip, Utterance
 from benchmarks._loadhost import (
     ProcessWatch,
     Watched,
+    by_label,
     cpu_seconds,
+    histogram_quantile,
+    loop_figures,
     memory_mb,
     parse_cpus,
+    parse_histograms,
     parse_metrics,
+    recent_max,
 )
 from benchmarks._loadpeople import SimCall, Stats
 from benchmarks._loadreport import Limits, chart, conclude, judge, pct, summarise_step
@@ -43,7 +48,9 @@ STEP_FIELDS = {"step", "target_calls", "calls", "connections", "window_s", "ramp
                "server", "aux", "generator", "valid", "invalid_reasons", "setup_judged", "slo", "t", "loadavg"}
 DIST_FIELDS = {"n", "p50", "p95", "p99", "max"}
 SERVER_FIELDS = {"processes", "cpu_s", "cpu_pct", "cpu_s_per_call_s", "cpu_pct_per_call", "cpu_pct_per_connection",
-                 "rss_mb", "cores", "core_utilisation", "marginal_cpu_pct_per_call", "ramp_cpu_pct"}
+                 "rss_mb", "cores", "core_utilisation", "marginal_cpu_pct_per_call", "ramp_cpu_pct",
+                 "gc_pause_max_ms", "gc_pause_total_ms", "gc_by_generation", "gc_cpu_ms", "gc_cpu_share",
+                 "loop_lag_p99_ms", "loop_lag_max_ms"}
 PROCESS_FIELDS = {"label", "pid", "url", "cpu_s", "cpu_pct", "rss_mb", "rss_peak_mb", "alive"}
 GENERATOR_FIELDS = {"workers", "loop_lag_p99_ms", "ramp_loop_lag_p99_ms", "late_frames", "late_frame_fraction",
                     "cpu_pct"}
@@ -129,6 +136,8 @@ def test_media_ramp_runs_to_its_last_step_and_every_call_ends(tmp_path: Path) ->
     for step in result["steps"]:
         assert step["frames"]["sent"] > 0 and step["frames"]["received"] <= step["frames"]["sent"]
         assert step["ping_rtt_ms"]["n"] > 0 and step["server"]["cpu_s"] > 0
+        assert set(step["server"]["gc_by_generation"]) == {"0", "1", "2"}
+        assert step["server"]["loop_lag_p99_ms"] is not None and step["server"]["gc_pause_total_ms"] is not None
     assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     assert "stopped by: steps_done" in proc.stdout
 
@@ -334,3 +343,55 @@ def test_chart_draws_several_runs(tmp_path: Path) -> None:
     path = tmp_path / "c.png"
     chart([result, {**result, "mode": "media", "label": "m"}], str(path))
     assert path.read_bytes()[:4] == b"\x89PNG"
+
+
+def scrape_text(gen2: list[tuple[str, float]], gen2_sum: float, lag: list[tuple[str, float]], lag_sum: float,
+                gen2_recent: float, lag_recent: float, gc_cpu: float) -> str:
+    lines = ["# HELP gc_pause_seconds x", "# TYPE gc_pause_seconds histogram"]
+    lines += [f'gc_pause_seconds_bucket{{generation="2",le="{le}"}} {n}' for le, n in gen2]
+    lines += [f'gc_pause_seconds_count{{generation="2"}} {gen2[-1][1]}', f'gc_pause_seconds_sum{{generation="2"}} {gen2_sum}',
+              'gc_pause_seconds_bucket{generation="0",le="+Inf"} 50', 'gc_pause_seconds_count{generation="0"} 50',
+              'gc_pause_seconds_sum{generation="0"} 0.01']
+    lines += [f'event_loop_lag_seconds_bucket{{le="{le}"}} {n}' for le, n in lag]
+    lines += [f"event_loop_lag_seconds_count {lag[-1][1]}", f"event_loop_lag_seconds_sum {lag_sum}",
+              f'gc_pause_recent_max_seconds{{generation="2"}} {gen2_recent}',
+              f"event_loop_lag_recent_max_seconds {lag_recent}",
+              f'gc_cpu_seconds_total{{generation="2"}} {gc_cpu}', 'gc_cpu_seconds_total{generation="0"} 0.01']
+    return "\n".join(lines) + "\n"
+
+
+def test_server_loop_figures_come_from_histogram_deltas_and_recent_maxima() -> None:
+    first = scrape_text([("0.1", 1), ("0.2", 1), ("0.3", 1), ("+Inf", 1)], 0.05,
+                        [("0.01", 100), ("0.1", 100), ("0.2", 100), ("+Inf", 100)], 0.1, 0.05, 0.004, 0.04)
+    # in the window: two full collections, of 150 and 260 ms; 100 ticks, 98 short, 2 held by those collections
+    last = scrape_text([("0.1", 1), ("0.2", 2), ("0.3", 3), ("+Inf", 3)], 0.46,
+                       [("0.01", 198), ("0.1", 198), ("0.2", 199), ("+Inf", 200)], 0.6, 0.26, 0.27, 0.34)
+    hist = parse_histograms(last, ["gc_pause_seconds", "event_loop_lag_seconds"])
+    assert hist["gc_pause_seconds:2"]["count"] == 3 and hist["gc_pause_seconds:0"]["count"] == 50
+    assert hist["event_loop_lag_seconds"]["buckets"][float("inf")] == 200
+    assert recent_max(last) == {"gc_pause_seconds:2": 0.26, "event_loop_lag_seconds": 0.27}
+
+    def scraped(text: str) -> dict[str, Any]:
+        return {"histograms": parse_histograms(text, ["gc_pause_seconds", "event_loop_lag_seconds"]),
+                "recent_max": recent_max(text), **parse_metrics(text, ["gc_cpu_seconds_total"]),
+                "gc_cpu": by_label(text, "gc_cpu_seconds_total", "generation")}
+
+    a, b = scraped(first), scraped(last)
+    figures = loop_figures(a, b, [b["recent_max"]])
+    assert figures["gc_by_generation"]["2"] == {"count": 2, "total_ms": 410.0, "max_ms": 260.0, "cpu_ms": 300.0}
+    assert figures["gc_by_generation"]["0"] == {"count": 0, "total_ms": 0.0, "max_ms": None, "cpu_ms": 0.0}
+    assert figures["gc_pause_max_ms"] == 260.0 and figures["gc_pause_total_ms"] == 410.0
+    assert figures["gc_cpu_ms"] == 300.0      # the collector's own CPU time: less than the pauses on a busy machine
+    step = summarise_step(index=1, target=4, mode="signalling", window_s=10.0, ramp_s=2.0, workers=[worker_reply()],
+                          server={"processes": [{"label": "server0", "pid": 1, "url": None, "cpu_s": 3.0,
+                                                 "rss_mb": 100.0, "rss_peak_mb": 120.0, "alive": True}]},
+                          aux={}, metrics={"loop": figures}, limits=Limits(), server_cores=1)
+    assert step["server"]["gc_cpu_share"] == 0.1 and step["server"]["loop_lag_max_ms"] == 270.0
+    assert figures["loop_lag_p99_ms"] == 200.0           # rank 99 of 100: the top of the 100-200 ms bucket
+    assert figures["loop_lag_max_ms"] == 270.0            # past the last finite bound: the gauge says how far
+    # a gauge still showing a pause from before the window is not taken for one inside it: the bucket's bound is
+    stale = {**b["recent_max"], "gc_pause_seconds:2": 0.9}
+    assert loop_figures(a, b, [stale])["gc_pause_max_ms"] == 300.0
+    assert loop_figures(None, None)["loop_lag_p99_ms"] is None
+    assert histogram_quantile({"buckets": {0.01: 50.0, 0.1: 100.0, float("inf"): 100.0}, "sum": 1.0, "count": 100.0},
+                              0.75) == pytest.approx(0.055)

@@ -145,6 +145,21 @@ async def test_server_serves_logs_json_and_stops_cleanly_on_sigterm(tmp_path: Pa
         assert secret not in everything, "a password, token or user's text reached the server's output"
 
 
+async def test_server_tunes_the_collector_freezes_its_start_up_heap_and_exports_pauses(tmp_path: Path) -> None:
+    env = server_env(THERAPY_ENV="development", THERAPY_GC_THRESHOLD_GEN0="5000", THERAPY_GC_THRESHOLD_GEN1="20",
+                     THERAPY_GC_THRESHOLD_GEN2="30")
+    async with started_server(tmp_path, tmp_path / "data", env) as server:
+        async with aiohttp.ClientSession() as http:
+            async with http.get(f"{server.url}/metrics") as resp:
+                text = await resp.text()
+        assert await stop(server) == 0
+    records = [json.loads(line) for line in server.stderr.read_text().splitlines() if line.strip()]
+    tuned = next(r for r in records if r["event"] == "server.gc")
+    assert tuned["thresholds"] == [5000, 20, 30] and tuned["frozen_objects"] > 10_000
+    # the start-up collection before freezing is the first full one the process measured
+    assert 'gc_pause_seconds_count{generation="2"}' in text and "event_loop_lag_seconds_bucket" in text
+
+
 async def test_production_without_secrets_refuses_to_start(tmp_path: Path) -> None:
     started = time.monotonic()
     code, output = await run_cli(
