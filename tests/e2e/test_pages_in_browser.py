@@ -132,6 +132,9 @@ async def test_pages_fit_a_phone_explain_bad_links_and_sign_in_works_by_keyboard
             await expect(therapist.locator("#who")).to_contain_text("Dr Ann Lee")
             await fits_the_screen(therapist)
         await therapist.goto("/dashboard")
+        # the form is filled from the account once the page knows who is signed in (the name shows at that moment):
+        # typing earlier would be overwritten
+        await expect(therapist.locator("#who")).to_contain_text("Dr Ann Lee")
         await therapist.get_by_label("Bio", exact=True).fill("Twenty years of helping people with grief.")
         await therapist.get_by_label("Areas of expertise (separated by commas)").fill("grief, loss")
         await therapist.get_by_role("button", name="Save changes").click()
