@@ -977,7 +977,10 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 
 
 def main(argv: list[str] | None = None) -> int:
+    from core.logging import configure_logging
+
     args = parse_args(argv)
+    configure_logging("warning", json=False, stream=sys.stderr)  # the domain code it calls (accounts, wallets) stays quiet
     if args.plot:
         results = [json.loads(Path(p).read_text()) for p in args.plot]
         chart(results, args.chart)

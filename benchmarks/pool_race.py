@@ -691,7 +691,10 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 def main(argv: list[str] | None = None) -> int:
     import uvloop
 
+    from core.logging import configure_logging
+
     args = parse_args(argv)
+    configure_logging("warning", json=False, stream=sys.stderr)  # the domain code it calls (accounts, wallets) stays quiet
     try:
         return uvloop.run(run(args))
     except (asyncio.CancelledError, KeyboardInterrupt):
