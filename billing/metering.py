@@ -29,7 +29,6 @@ vanished with its process.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
@@ -44,6 +43,7 @@ from billing.models import CallMeter, LedgerAccount, LedgerEntry, LedgerTransact
 from calls.models import Call, CallKind, CallStatus
 from core.errors import Conflict
 from core.logging import get_logger
+from core.tasks import cancel_and_wait
 
 log = get_logger("billing")
 MINUTE_MS = 60_000
@@ -325,8 +325,5 @@ class MeterTicker:
         self._task = self._task or asyncio.create_task(self._run(), name="billing-meter")
 
     async def stop(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
-            self._task = None
+        await cancel_and_wait(self._task)
+        self._task = None

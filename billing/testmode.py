@@ -18,6 +18,7 @@ from billing.stripe_client import StripeGateway
 from core.errors import ConfigError
 from core.logging import get_logger
 from core.settings import Settings
+from core.tasks import cancel_and_wait
 
 log = get_logger("billing")
 LOCAL_SECRET_KEY = "sk_test_local_test_mode"
@@ -51,11 +52,8 @@ class LocalStripeServer:
             self._proc.terminate()
             with contextlib.suppress(asyncio.TimeoutError):
                 await asyncio.wait_for(self._proc.wait(), 5)
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
-            self._task = None
+        await cancel_and_wait(self._task)
+        self._task = None
 
 
 @dataclass

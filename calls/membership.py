@@ -8,6 +8,7 @@ from datetime import datetime, timedelta
 from typing import Any, Mapping
 
 from sqlalchemy import select
+from sqlalchemy.ext.asyncio import AsyncSession
 
 from accounts.principal import Principal
 from calls.context import CallsContext
@@ -38,14 +39,20 @@ async def load_call(ctx: CallsContext, call_id: int) -> Call | None:
         return await session.get(Call, call_id)
 
 
+async def _open_call_locked(session: AsyncSession, principal: Principal, call_id: int) -> tuple[Call, CallMember]:
+    """The open call, row-locked for this transaction, and the principal's place in it (or the error why not)."""
+    call = await session.get(Call, call_id, with_for_update=True)
+    member = require_member(call, principal)
+    assert call is not None
+    require_open(call)
+    return call, member
+
+
 async def join(ctx: CallsContext, principal: Principal, call_id: int, sid: str) -> Joined:
     """Take (or take back) the member's place in the call with this connection."""
     now = ctx.clock.now()
     async with ctx.db.transaction() as session:
-        call = await session.get(Call, call_id, with_for_update=True)
-        member = require_member(call, principal)
-        assert call is not None
-        require_open(call)
+        call, member = await _open_call_locked(session, principal, call_id)
         other = call.other_member(principal.user_id)
         assert other is not None
         replaced = member.sid if member.sid and member.sid != sid else None
@@ -89,10 +96,7 @@ async def report_media(ctx: CallsContext, principal: Principal, call_id: int, si
     change). Only the window holding the member's place may report."""
     now = ctx.clock.now()
     async with ctx.db.transaction() as session:
-        call = await session.get(Call, call_id, with_for_update=True)
-        member = require_member(call, principal)
-        assert call is not None
-        require_open(call)
+        call, member = await _open_call_locked(session, principal, call_id)
         if member.sid != sid:
             raise Forbidden("join the call from this window first", code="not_joined")
         if not connected:
@@ -153,10 +157,7 @@ async def withdraw_recording(ctx: CallsContext, principal: Principal, call_id: i
     """Recording and transcription stop for both members from now; the call itself goes on."""
     now = ctx.clock.now()
     async with ctx.db.transaction() as session:
-        call = await session.get(Call, call_id, with_for_update=True)
-        member = require_member(call, principal)
-        assert call is not None
-        require_open(call)
+        call, member = await _open_call_locked(session, principal, call_id)
         if call.recording_consent:
             call.recording_consent = False
             call.recording_withdrawn_at, call.recording_withdrawn_by = now, principal.user_id

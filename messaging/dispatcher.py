@@ -11,6 +11,7 @@ from core.clock import Clock
 from core.crypto import Keyring
 from core.db import Database
 from core.logging import get_logger
+from core.tasks import cancel_and_wait
 from messaging.outbox import Channel, OutboxMessage, OutboxStatus, decrypt
 from messaging.senders import Sender
 
@@ -76,10 +77,7 @@ class OutboxDispatcher:
             self._task = asyncio.create_task(self._run(), name="outbox-dispatcher")
 
     async def stop(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
-            self._task = None
+        await cancel_and_wait(self._task)
+        self._task = None
         with contextlib.suppress(Exception):
             await self.deliver_pending()

@@ -5,11 +5,11 @@ Every server process may sweep; the claim store makes each change happen once.""
 from __future__ import annotations
 
 import asyncio
-import contextlib
 
 from sqlalchemy import select
 
 from core.logging import get_logger
+from core.tasks import cancel_and_wait
 from pool.context import PoolContext
 from pool.models import OfferOutcome, PoolRequest, RequestStatus
 from pool.offers import end_offer, publish_to_client
@@ -71,8 +71,5 @@ class Sweeper:
             self._task = asyncio.create_task(self._run(), name="pool-sweeper")
 
     async def stop(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
-            self._task = None
+        await cancel_and_wait(self._task)
+        self._task = None

@@ -32,6 +32,7 @@ from typing import Any
 
 from core.logging import get_logger
 from core.settings import Settings
+from core.tasks import cancel_and_wait
 
 log = get_logger("eventloop")
 RECENT_S = 10.0          # the window of the recent-max gauges
@@ -121,11 +122,8 @@ class LoopLagWatch:
         self._task = self._task or asyncio.get_running_loop().create_task(self._run(), name="loop-lag")
 
     async def stop(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
-            self._task = None
+        await cancel_and_wait(self._task)
+        self._task = None
 
 
 class StallSampler:

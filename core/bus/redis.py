@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import json
 from typing import Any
 
 from core.bus.memory import MemoryEventBus
 from core.logging import get_logger
+from core.tasks import cancel_and_wait
 
 log = get_logger("bus")
 
@@ -47,8 +47,5 @@ class RedisEventBus(MemoryEventBus):
             await asyncio.wait_for(self._ready.wait(), 10)
 
     async def stop(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
-            self._task = None
+        await cancel_and_wait(self._task)
+        self._task = None

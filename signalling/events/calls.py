@@ -18,6 +18,7 @@ from calls.policy import require_member, require_open
 from calls.signals import keep_candidate, validate_sdp, validate_signal
 from core.errors import Forbidden
 from core.logging import get_logger
+from core.tasks import cancel_and_wait
 from core.validation import boolean, only_fields
 from pool.offers import call_ended
 from signalling.access import Access
@@ -224,11 +225,8 @@ class CallSweeper:
         self._task = self._task or asyncio.create_task(self._run(), name="call-sweeper")
 
     async def stop(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
-            self._task = None
+        await cancel_and_wait(self._task)
+        self._task = None
 
 
 def subscribe_media_bus(svc: Services) -> None:

@@ -33,6 +33,7 @@ import redis.asyncio as aioredis
 from redis.exceptions import RedisError, ResponseError
 
 from core.logging import get_logger
+from core.tasks import cancel_and_wait
 from transcription.backends.base import ResultSink
 from transcription.decoder import Decoded
 from transcription.jobs import UtteranceJob
@@ -214,9 +215,7 @@ class RedisBackend:
 
     async def stop(self) -> None:
         if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
+            await cancel_and_wait(self._task)
             self._task = None
             await forget_consumer(self.redis, self.keys.results, SERVERS_GROUP, self.consumer)
         if self.owns_client:
