@@ -45,8 +45,8 @@ async def join(svc: Services, principal: Principal, sid: str, data: dict[str, An
         with contextlib.suppress(Exception):
             await svc.sio.leave_room(joined.replaced_sid, call_room(call.id))
     await svc.sio.enter_room(sid, call_room(call.id))
-    await svc.sio.emit("call.peer_joined", {"call_id": call.id, "role": member.role, "rejoined": joined.rejoined},
-                       room=call_room(call.id), skip_sid=sid)
+    await svc.sio.emit("call.peer_joined", {"call_id": call.id, "role": member.role, "rejoined": joined.rejoined,
+                                            "joins": member.joins}, room=call_room(call.id), skip_sid=sid)
     reply: dict[str, Any] = {
         "call": {"id": call.id, "kind": call.kind.value, "recording_consent": call.recording_consent,
                  "started_at": call.started_at.isoformat() if call.started_at else None},
@@ -186,10 +186,12 @@ async def member_dropped(svc: Services, principal: Principal, sid: str) -> None:
     if svc.stopping:
         return
     for call, member in await membership.connection_lost(svc.calls, principal.user_id, sid):
+        # Tell the other member first: a reloading member is back within a second, and a `call.peer_left` that
+        # reached the other browser after the rejoin's offer would tear down the new connection.
+        await svc.sio.emit("call.peer_left", {"call_id": call.id, "role": member.role, "joins": member.joins,
+                                              "grace_s": svc.settings.call_rejoin_grace_s}, room=call_room(call.id))
         await metering.member_left(svc.billing, call.id)
         await svc.media.close_member(call.id, principal.user_id)
-        await svc.sio.emit("call.peer_left", {"call_id": call.id, "role": member.role,
-                                              "grace_s": svc.settings.call_rejoin_grace_s}, room=call_room(call.id))
 
 
 async def sweep_calls(svc: Services) -> int:

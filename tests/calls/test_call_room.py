@@ -27,7 +27,8 @@ async def test_joining_announces_the_other_side_and_hands_out_ice_servers(server
     assert t_join["notes"]["text"] == ""
     c_join = await client.call("call.join", {"call_id": call_id})
     assert c_join["role"] == "client" and c_join["peer_present"] is True and "notes" not in c_join
-    assert (await therapist.next("call.peer_joined")) == {"call_id": call_id, "role": "client", "rejoined": False}
+    assert (await therapist.next("call.peer_joined")) == {"call_id": call_id, "role": "client", "rejoined": False,
+                                                           "joins": 1}
 
 
 async def test_signals_are_relayed_to_the_other_member_only(server: RunningServer, users: Users, sockets) -> None:
@@ -165,6 +166,9 @@ async def test_drop_and_rejoin_within_the_grace_period(server: RunningServer, us
     assert await sweep_calls(server.services) == 0
     back = await sockets(server, c_user, "client-back")
     assert (await back.call("call.join", {"call_id": call_id}))["ok"]
+    # the join counts let a browser tell a late `peer_left` of the old connection from a new departure
+    rejoined = await therapist.next("call.peer_joined", lambda d: d["rejoined"])
+    assert left["joins"] == 1 and rejoined["joins"] == 2
     clock.advance(60)
     assert await sweep_calls(server.services) == 0, "back in time: the call carries on"
 

@@ -26,6 +26,7 @@ let joinedOnce = false;
 let startedAt = null;
 let bannerTimer = null;
 let remoteStream = null;
+let peerJoins = 0; // the other member's join count at their last call.peer_joined (a later peer_left of an older one is stale)
 let mediaReported = null; // what this page last told the server about its peer connection (call.media_state)
 const billing = { shown: false, balance: null, secondsLeft: null }; // the client's paid time, as last pushed
 const chat = new Map(); // message id -> li
@@ -147,8 +148,9 @@ async function join() {
 
 // ------------------------------------------------------------------ the other member
 
-function peerJoined({ call_id: id, rejoined }) {
+function peerJoined({ call_id: id, rejoined, joins }) {
   if (id !== callId || ended || !peer) return;
+  peerJoins = Math.max(peerJoins, joins || 0);
   // they make the offer (they arrived second); start from a clean connection if we had one with them
   if (peer.hasRemote || peer.pc.signalingState !== "stable") peer.reset();
   const text = role === "therapist"
@@ -158,8 +160,9 @@ function peerJoined({ call_id: id, rejoined }) {
   $("#remote-placeholder").textContent = text;
 }
 
-function peerLeft({ call_id: id, grace_s: grace }) {
+function peerLeft({ call_id: id, grace_s: grace, joins }) {
   if (id !== callId || ended || !peer) return;
+  if (joins < peerJoins) return; // the connection they had before they rejoined: they are already back
   peer.reset();
   clearRemote();
   const who = role === "therapist" ? "The client" : "Your therapist";
