@@ -16,6 +16,7 @@ import sys
 import time
 import urllib.error
 import urllib.request
+import uuid
 import wave
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -31,6 +32,8 @@ from conftest import IN_CI, ROOT, SPEECH_DIR, free_port
 
 CHROMIUM = os.environ.get("CHROMIUM_PATH", "/usr/bin/chromium")
 ARTIFACTS = ROOT / "test-artifacts"
+PASSWORD = "e2e password 123"
+PHONE = {"width": 360, "height": 740}
 VENV_PYTHON = ROOT / ".venv" / "bin" / "python"
 PYTHON = str(VENV_PYTHON) if VENV_PYTHON.exists() else sys.executable
 ADMIN_EMAIL = "admin@example.org"
@@ -291,3 +294,34 @@ async def go_available(page: Any) -> None:
 
 async def wait_connected(page: Any) -> None:
     await page.wait_for_function("() => window.__therapyCall?.pc?.connectionState === 'connected'", timeout=20_000)
+
+
+async def make_people(http: aiohttp.ClientSession, server: "E2EServer", *, client: str, therapist: str,
+                      rate_pence: int = 100, client_credit_pence: int = 0) -> dict[str, Any]:
+    """A client and an approved therapist (charging `rate_pence` a minute), made over REST, and the admin; with
+    `client_credit_pence` in the client's wallet. E-mail addresses come from the first word of each name."""
+    run = uuid.uuid4().hex[:6]
+    client_email = f"{client.split()[0].lower()}-{run}@example.org"
+    therapist_email = f"{therapist.split()[-2].lower()}-{run}@example.org"
+    client_made = await rest(http, server, "POST", "/api/auth/register", json={
+        "email": client_email, "password": PASSWORD, "display_name": client, "date_of_birth": "1988-02-03"})
+    therapist_made = await rest(http, server, "POST", "/api/auth/apply", json={
+        "email": therapist_email, "password": PASSWORD, "display_name": therapist, "qualifications": "MSc",
+        "registration_body": "BACP", "registration_number": "42", "insurance_provider": "Balens",
+        "insurance_expiry": "2031-01-01", "rate_pence_per_minute": rate_pence})
+    admin = await rest(http, server, "POST", "/api/auth/signin", json={"email": ADMIN_EMAIL, "password": ADMIN_PASSWORD})
+    await rest(http, server, "POST", f"/api/admin/applications/{therapist_made['user']['id']}/approve", admin["token"])
+    if client_credit_pence:
+        await credit_client(http, server, admin["token"], client_made["user"]["id"], client_credit_pence)
+    return {"client": client_made, "therapist": therapist_made, "admin": admin, "client_email": client_email,
+            "therapist_email": therapist_email}
+
+
+async def fits_the_screen(page: Any) -> None:
+    width = await page.evaluate("() => [document.documentElement.scrollWidth, window.innerWidth]")
+    assert width[0] <= width[1], f"{page.url} scrolls sideways on a phone: {width}"
+
+
+async def shot(page: Any, name: str) -> None:
+    ARTIFACTS.mkdir(exist_ok=True)
+    await page.screenshot(path=str(ARTIFACTS / f"{name}.png"), full_page=True)

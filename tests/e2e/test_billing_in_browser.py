@@ -21,7 +21,6 @@ from __future__ import annotations
 import csv
 import io
 import re
-import uuid
 from collections.abc import AsyncIterator, Iterator
 from datetime import date
 from pathlib import Path
@@ -33,15 +32,13 @@ import pytest
 from playwright.async_api import Browser, Page, async_playwright, expect
 
 from e2e_support import (
-    ADMIN_EMAIL, ADMIN_PASSWORD, ARTIFACTS, CHROMIUM, E2EServer, PageProblems, chromium_args, go_available,
-    ledger_earnings, rest, running_server, silence_wav, wait_connected,
+    CHROMIUM, PASSWORD, PHONE, E2EServer, PageProblems, chromium_args, fits_the_screen, go_available,
+    ledger_earnings, make_people, rest, running_server, shot, silence_wav, wait_connected,
 )
 
 pytestmark = pytest.mark.slow
 
-PASSWORD = "e2e password 123"
 DESKTOP = {"width": 1100, "height": 900}
-PHONE = {"width": 360, "height": 740}
 VISA = "4242 4242 4242 4242"
 DECLINED = "4000 0000 0000 0002"
 #: How long a paid session may take to run out of its one paid minute (the server's real clock: a minute and a bit).
@@ -75,32 +72,6 @@ async def page_for(browser: Browser, server: E2EServer, token: str, problems: Pa
     return page
 
 
-async def people(http: aiohttp.ClientSession, server: E2EServer, *, rate_pence: int = 100) -> dict[str, Any]:
-    """A client, an approved therapist (charging `rate_pence` a minute) and the admin, made over REST."""
-    run = uuid.uuid4().hex[:6]
-    client = await rest(http, server, "POST", "/api/auth/register", json={
-        "email": f"robin-{run}@example.org", "password": PASSWORD, "display_name": "Robin",
-        "date_of_birth": "1988-02-03"})
-    therapist = await rest(http, server, "POST", "/api/auth/apply", json={
-        "email": f"mo-{run}@example.org", "password": PASSWORD, "display_name": "Dr Mo Reyes", "qualifications": "MSc",
-        "registration_body": "BACP", "registration_number": "42", "insurance_provider": "Balens",
-        "insurance_expiry": "2031-01-01", "rate_pence_per_minute": rate_pence})
-    admin = await rest(http, server, "POST", "/api/auth/signin",
-                       json={"email": ADMIN_EMAIL, "password": ADMIN_PASSWORD})
-    await rest(http, server, "POST", f"/api/admin/applications/{therapist['user']['id']}/approve", admin["token"])
-    return {"client": client, "therapist": therapist, "admin": admin}
-
-
-async def fits_the_screen(page: Page) -> None:
-    width = await page.evaluate("() => [document.documentElement.scrollWidth, window.innerWidth]")
-    assert width[0] <= width[1], f"{page.url} scrolls sideways on a phone: {width}"
-
-
-async def shot(page: Page, name: str) -> None:
-    ARTIFACTS.mkdir(exist_ok=True)
-    await page.screenshot(path=str(ARTIFACTS / f"{name}.png"), full_page=True)
-
-
 async def enter_card(page: Page, number: str) -> None:
     """Type a card into Stripe's card Element: its fields are in Stripe's iframe, not in the page."""
     card = page.frame_locator("#card-element iframe")
@@ -125,7 +96,7 @@ async def test_a_client_tops_up_by_card_and_sees_the_balance_change_live_and_a_d
 ) -> None:
     server, problems = e2e_server, PageProblems()
     async with aiohttp.ClientSession() as http:
-        made = await people(http, server)
+        made = await make_people(http, server, client="Robin", therapist="Dr Mo Reyes")
         token = made["client"]["token"]
         page = await page_for(browser, server, token, problems, "client")
         await page.goto("/wallet")
@@ -213,7 +184,7 @@ async def test_a_therapist_requests_a_withdrawal_and_an_admin_marks_its_invoice_
 ) -> None:
     server, problems = e2e_server, PageProblems()
     async with aiohttp.ClientSession() as http:
-        made = await people(http, server)
+        made = await make_people(http, server, client="Robin", therapist="Dr Mo Reyes")
         therapist_id = made["therapist"]["user"]["id"]
         await ledger_earnings(server, therapist_id, 3000)
         therapist = await page_for(browser, server, made["therapist"]["token"], problems, "therapist")
@@ -292,7 +263,7 @@ async def test_a_paid_session_shows_the_paid_time_left_warns_and_ends_when_the_b
 ) -> None:
     server, problems = e2e_server, PageProblems()
     async with aiohttp.ClientSession() as http:
-        made = await people(http, server, rate_pence=1000)  # £10 a minute: £10 pays exactly one minute
+        made = await make_people(http, server, client="Robin", therapist="Dr Mo Reyes", rate_pence=1000)  # £10 a minute: £10 pays exactly one minute
         client_id = made["client"]["user"]["id"]
 
         # ------------------------------------------------------------ the admin credits £10 (the minimum to ask)

@@ -5,16 +5,15 @@ missing camera and microphone while the chat still works."""
 from __future__ import annotations
 
 import re
-import uuid
 from collections.abc import AsyncIterator, Iterator
-from typing import Any
 
 import aiohttp
 import pytest
 from playwright.async_api import Browser, Page, Playwright, async_playwright, expect
 
 from e2e_support import (
-    ADMIN_EMAIL, ADMIN_PASSWORD, ARTIFACTS, CHROMIUM, E2EServer, PageProblems, credit_client, rest, running_server,
+    ARTIFACTS, CHROMIUM, PASSWORD, PHONE, E2EServer, PageProblems, fits_the_screen, make_people, rest,
+    running_server,
 )
 
 pytestmark = pytest.mark.slow
@@ -25,8 +24,6 @@ def e2e_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[E2EServer]:
     yield from running_server(tmp_path_factory)
 
 
-PASSWORD = "e2e password 123"
-PHONE = {"width": 360, "height": 740}
 HEADLESS_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run", "--disable-background-networking",
                  "--disable-component-update", "--disable-sync", "--allow-loopback-in-peer-connection"]
 
@@ -35,22 +32,6 @@ HEADLESS_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-
 async def playwright() -> AsyncIterator[Playwright]:
     async with async_playwright() as pw:
         yield pw
-
-
-async def accounts(http: aiohttp.ClientSession, server: E2EServer) -> dict[str, Any]:
-    """A client, an approved therapist and the admin, made over REST."""
-    run = uuid.uuid4().hex[:6]
-    client = await rest(http, server, "POST", "/api/auth/register", json={
-        "email": f"kim-{run}@example.org", "password": PASSWORD, "display_name": "Kim", "date_of_birth": "1990-01-01"})
-    therapist = await rest(http, server, "POST", "/api/auth/apply", json={
-        "email": f"ann-{run}@example.org", "password": PASSWORD, "display_name": "Dr Ann Lee", "qualifications": "MSc",
-        "registration_body": "BACP", "registration_number": "1", "insurance_provider": "Balens",
-        "insurance_expiry": "2031-01-01"})
-    admin = await rest(http, server, "POST", "/api/auth/signin", json={"email": ADMIN_EMAIL, "password": ADMIN_PASSWORD})
-    await rest(http, server, "POST", f"/api/admin/applications/{therapist['user']['id']}/approve", admin["token"])
-    await credit_client(http, server, admin["token"], client["user"]["id"], 2000)  # sessions need £10 to ask
-    return {"client": client, "therapist": therapist, "admin": admin, "client_email": f"kim-{run}@example.org",
-            "therapist_email": f"ann-{run}@example.org"}
 
 
 async def signed_in_page(browser: Browser, server: E2EServer, token: str, problems: PageProblems, name: str,
@@ -63,11 +44,6 @@ async def signed_in_page(browser: Browser, server: E2EServer, token: str, proble
     return page
 
 
-async def fits_the_screen(page: Page) -> None:
-    width = await page.evaluate("() => [document.documentElement.scrollWidth, window.innerWidth]")
-    assert width[0] <= width[1], f"{page.url} scrolls sideways on a phone: {width}"
-
-
 async def test_pages_fit_a_phone_explain_bad_links_and_sign_in_works_by_keyboard(
     e2e_server: E2EServer, playwright: Playwright,
 ) -> None:
@@ -75,7 +51,7 @@ async def test_pages_fit_a_phone_explain_bad_links_and_sign_in_works_by_keyboard
     browser = await playwright.chromium.launch(executable_path=CHROMIUM, args=HEADLESS_ARGS)
     try:
         async with aiohttp.ClientSession() as http:
-            made = await accounts(http, server)
+            made = await make_people(http, server, client="Kim", therapist="Dr Ann Lee", client_credit_pence=2000)
         context = await browser.new_context(base_url=server.url, viewport=PHONE)
         context.set_default_timeout(15_000)
         page = await context.new_page()
@@ -162,7 +138,7 @@ async def test_call_screen_explains_a_refused_or_missing_camera_and_the_chat_sti
 ) -> None:
     server, problems = e2e_server, PageProblems()
     async with aiohttp.ClientSession() as http:
-        made = await accounts(http, server)
+        made = await make_people(http, server, client="Kim", therapist="Dr Ann Lee", client_credit_pence=2000)
         opened = await rest(http, server, "POST", "/api/admin/test-calls", made["admin"]["token"], json={
             "therapist_id": made["therapist"]["user"]["id"], "recording_consent": True})
     call_id = opened["call"]["id"]

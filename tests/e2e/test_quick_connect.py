@@ -34,8 +34,8 @@ from playwright.async_api import Browser, BrowserContext, Page, async_playwright
 
 from conftest import CANARY
 from e2e_support import (
-    ADMIN_EMAIL, ADMIN_PASSWORD, ARTIFACTS, CHROMIUM, SPEECH_WORDS, E2EServer, PageProblems, Received, chromium_args,
-    credit_client, go_available, rest, running_server, silence_wav, speech_wav, wait_connected,
+    ADMIN_EMAIL, ADMIN_PASSWORD, CHROMIUM, SPEECH_WORDS, E2EServer, PageProblems, Received, chromium_args,
+    credit_client, go_available, rest, running_server, shot, silence_wav, speech_wav, wait_connected,
 )
 
 pytestmark = pytest.mark.slow
@@ -75,11 +75,6 @@ async def new_page(browser: Browser, url: str, problems: PageProblems, name: str
     page = await context.new_page()
     problems.watch(page, name)
     return context, page
-
-
-async def shot(page: Page, name: str) -> None:
-    ARTIFACTS.mkdir(exist_ok=True)
-    await page.screenshot(path=str(ARTIFACTS / f"{name}.png"), full_page=True)
 
 
 def png_picture() -> bytes:
