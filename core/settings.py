@@ -45,18 +45,28 @@ class Settings:
     metrics_token: str = ""
     allowed_origins: tuple[str, ...] = ()
     trusted_proxies: tuple[str, ...] = ()
+    #: Upgrade the schema when the server (or `create-admin`) starts; in production it defaults to false (run
+    #: `python -m signalling migrate` once per release instead).
     migrate_on_start: bool = True
     db_pool_size: int = 10
     db_max_overflow: int = 5
     log_level: str = "info"
     log_json: bool | None = None
 
+    #: A bearer token's lifetime; a token used when less than half of it is left is extended to a full one again,
+    #: but never past `token_max_lifetime_s` from its creation.
     token_ttl_s: int = 7 * 24 * 3600
+    token_max_lifetime_s: int = 30 * 24 * 3600
     email_token_ttl_s: int = 48 * 3600
     password_min_length: int = 10
     signin_attempts_per_account: int = 5
     signin_attempts_per_address: int = 20
     signin_window_s: int = 900
+    #: Requests that send an e-mail (registration, resending the verification link, asking for a password reset),
+    #: per e-mail address and per client address, in one window.
+    email_requests_per_account: int = 5
+    email_requests_per_address: int = 50
+    email_requests_window_s: int = 3600
     max_json_bytes: int = 64 * 1024
     max_picture_bytes: int = 5 * 1024 * 1024
     picture_max_side: int = 1024
@@ -88,6 +98,10 @@ class Settings:
     socket_event_burst: int = 40
 
     call_rejoin_grace_s: int = 90
+    #: A member who has not joined within this many seconds of the call opening ends it (`no_show`).
+    call_join_timeout_s: int = 120
+    #: The same for an admin's test call, whose demo client the therapist opens by hand when they are ready.
+    call_test_join_timeout_s: int = 1800
     call_sweep_interval_s: float = 2.0
     max_chat_chars: int = 2000
     max_notes_chars: int = 50_000
@@ -115,8 +129,12 @@ class Settings:
     recording_retention_days: int = 30
     media_queue_frames: int = 500
     #: "threads": decode in this process; "redis" (needs REDIS_URL): utterances go to a Redis Stream consumed by
-    #: `python -m transcription.worker` processes, and results come back to whichever server process is free.
-    transcription_backend: Literal["threads", "redis"] = "threads"
+    #: `python -m transcription.worker` processes, and results come back to whichever server process is free;
+    #: "auto": "redis" when REDIS_URL is set, else "threads".
+    transcription_backend: Literal["auto", "threads", "redis"] = "auto"
+    #: On shutdown, how long to wait for queued utterances to be stored; what is left is finished from the recordings
+    #: after a restart.
+    transcription_shutdown_s: float = 20.0
     #: Most utterances waiting in the Redis Stream (all processes together); more are dropped, counted and logged.
     transcription_stream_max: int = 1000
     #: A worker's (or server process's) pending entries idle this long are taken over by another (it died).
@@ -288,6 +306,8 @@ def load_settings(
             values[key] = value
 
     converted = {name: _convert(name, raw, type_hints[name]) for name, raw in values.items()}
+    if converted.get("env") == "production" and "migrate_on_start" not in converted:
+        converted["migrate_on_start"] = False  # several processes: the schema is upgraded once, from the CLI
     settings = Settings(**converted)
     _validate(settings)
     return settings
@@ -315,12 +335,20 @@ def _validate(s: Settings) -> None:
         raise ConfigError("THERAPY_SLOW_CALLBACK_S and THERAPY_STALL_STACKS_S must be 0 (off) or a number of seconds")
     if s.token_ttl_s < 3600:
         raise ConfigError("THERAPY_TOKEN_TTL_S must be at least 3600 so a token never expires in the middle of a call")
+    if s.token_max_lifetime_s < s.token_ttl_s:
+        raise ConfigError("THERAPY_TOKEN_MAX_LIFETIME_S must be at least THERAPY_TOKEN_TTL_S")
+    if min(s.email_requests_per_account, s.email_requests_per_address, s.email_requests_window_s) < 1:
+        raise ConfigError("THERAPY_EMAIL_REQUESTS_PER_ACCOUNT, _PER_ADDRESS and _WINDOW_S must be at least 1")
     if s.production:
         missing = [env_var_name(name) for name in PRODUCTION_SECRETS if not getattr(s, name)]
         if missing:
             raise ConfigError("production mode needs these settings: " + ", ".join(missing))
         if len(s.secret_key) < 32:
             raise ConfigError("THERAPY_SECRET_KEY must be at least 32 characters in production")
+        if s.email_backend == "log":
+            raise ConfigError("THERAPY_EMAIL_BACKEND=log delivers e-mail to the log only, so no one would get their "
+                              "verification or password-reset link: production needs THERAPY_EMAIL_BACKEND=smtp "
+                              "and THERAPY_SMTP_HOST")
 
 
 def with_generated_secrets(s: Settings) -> Settings:

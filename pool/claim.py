@@ -11,17 +11,15 @@ import asyncio
 from datetime import timedelta
 from typing import Any, Mapping
 
-from sqlalchemy import exists, select
-
 from accounts.models import ApplicationStatus, TherapistProfile, User
 from accounts.principal import Principal
-from calls.models import Call, CallStatus
 from core.errors import AppError, Conflict, Forbidden, NotFound
 from core.logging import get_logger
 from core.validation import integer, only_fields
 from pool.claims import ClaimResult
 from pool.context import PoolContext
-from pool.eligibility import matches, require_may_take
+from pool.dashboard import refresh_dashboard
+from pool.eligibility import busy_with, matches, require_may_take
 from pool.models import OfferOutcome, PoolOffer, PoolRequest, RequestStatus
 from pool.offers import publish_to_client
 from pool.representation import for_therapist
@@ -52,14 +50,12 @@ class Recorder:
                 raise _state_error(fresh)
             if fresh.round != round:
                 raise Conflict("another therapist accepted this request first", code="taken")
+            if fresh.expires_at <= now:
+                raise Conflict("this request has expired", code="expired")
             profile = await session.get(TherapistProfile, therapist_id)
             if profile is None or profile.status is not ApplicationStatus.approved or not profile.available:
                 raise Forbidden("you are not available for requests", code="not_available")
-            busy = await session.scalar(select(
-                exists().where(Call.therapist_id == therapist_id, Call.status == CallStatus.open)
-                | exists().where(PoolRequest.offered_to == therapist_id, PoolRequest.status == RequestStatus.offered)
-            ))
-            if busy:
+            if await busy_with(session, therapist_id) is not None:
                 raise Conflict("finish your current offer or call first", code="busy")
             if not await move(session, fresh, RequestStatus.offered, offered_to=therapist_id,
                               offer_expires_at=now + timedelta(seconds=ctx.settings.offer_ttl_s)):
@@ -120,13 +116,15 @@ async def accept_request(ctx: PoolContext, principal: Principal, data: Mapping[s
 
     try:
         offered = await RECORDER.record(ctx, state.id, state.round, principal.user_id)
-    except AppError:
+    except BaseException:
+        # Refused, or not recorded at all (a database error): either way the round is still open in the database,
+        # so the claim must not stand, or every later accept would be `taken` and the client could not withdraw.
         await ctx.claims.release(principal.user_id, f"offer:{state.id}")
         await ctx.claims.release_round(state.id, state.round, f"therapist:{principal.user_id}")
         raise
     log.info("pool.claimed", request_id=state.id, round=state.round, therapist_id=principal.user_id)
     # The winner's ack goes out first; every dashboard drops the request and the client sees the offer right after.
-    asyncio.get_running_loop().create_task(_announce(ctx, offered, state))
+    asyncio.get_running_loop().create_task(_announce(ctx, offered, state, principal.user_id))
     async with ctx.db.session() as session:
         client = await session.get(User, offered.client_id)
     assert client is not None and offered.offer_expires_at is not None
@@ -134,10 +132,11 @@ async def accept_request(ctx: PoolContext, principal: Principal, data: Mapping[s
                       "expires_at": offered.offer_expires_at.isoformat()}}
 
 
-async def _announce(ctx: PoolContext, offered: PoolRequest, state: RequestState) -> None:
+async def _announce(ctx: PoolContext, offered: PoolRequest, state: RequestState, therapist_id: int) -> None:
     try:
         await ctx.broadcast.to_dashboards((), "pool.request_removed", {"request_id": state.id, "reason": "taken"})
         await ctx.memory.remember(offered, state.declined)
+        await refresh_dashboard(ctx, therapist_id)  # busy now: out of the pool until the offer or the call ends
         await publish_to_client(ctx, offered)
     except Exception:  # noqa: BLE001 - the offer stands; the client can still ask with pool.state
         log.exception("pool.announce_failed", request_id=state.id)

@@ -5,11 +5,13 @@ from __future__ import annotations
 from typing import Iterable, Sequence
 
 from sqlalchemy import select
+from sqlalchemy.ext.asyncio import AsyncSession
 
 from accounts.models import ApplicationStatus, TherapistProfile
+from calls.models import Call, CallStatus
 from core.errors import Forbidden, NotFound
 from pool.context import PoolContext
-from pool.models import PoolRequest
+from pool.models import PoolRequest, RequestStatus
 
 
 def slug(expertise: str) -> str:
@@ -39,6 +41,29 @@ def require_may_take(profile: TherapistProfile | None, req: PoolRequest, decline
         raise NotFound("there is no such request", code="not_found")
     if profile.user_id in declined:
         raise Forbidden("the client chose someone else for this request", code="declined")
+
+
+async def busy_with(session: AsyncSession, therapist_id: int) -> str | None:
+    """What keeps the therapist from the pool, from the database (the record): `"call"` (an open call), `"offer"`
+    (an offer waiting for the client's answer) or None."""
+    if await session.scalar(select(Call.id).where(Call.therapist_id == therapist_id,
+                                                  Call.status == CallStatus.open).limit(1)) is not None:
+        return "call"
+    if await session.scalar(select(PoolRequest.id).where(PoolRequest.offered_to == therapist_id,
+                                                         PoolRequest.status == RequestStatus.offered).limit(1)) is not None:
+        return "offer"
+    return None
+
+
+async def pool_expertise(session: AsyncSession, therapist_id: int) -> list[str] | None:
+    """The expertise under which the therapist's dashboards are in the pool now; None while they are out of it (not
+    approved, not available, or busy with an offer or a call)."""
+    profile = await session.get(TherapistProfile, therapist_id)
+    if profile is None or profile.status is not ApplicationStatus.approved or not profile.available:
+        return None
+    if await busy_with(session, therapist_id) is not None:
+        return None
+    return list(profile.expertise or [])
 
 
 async def available_therapists(ctx: PoolContext, expertise: Sequence[str]) -> list[int]:

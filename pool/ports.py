@@ -16,6 +16,11 @@ class PoolBroadcast(Protocol):
         """The dashboards of online, available, approved therapists (those matching `expertise` when it is given)."""
         ...
 
+    async def place_dashboards(self, therapist_id: int, expertise: Sequence[str], *, in_pool: bool) -> None:
+        """Every connection of the therapist, in every process, joins (`in_pool`) or leaves the dashboards of their
+        `expertise`, before any event sent after this returns reaches them."""
+        ...
+
 
 class Notifier(Protocol):
     async def someone_waiting(self, therapist_ids: Sequence[int]) -> int:

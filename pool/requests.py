@@ -26,6 +26,7 @@ from pool.transitions import move
 log = get_logger("pool")
 MAX_REASON = 500
 MAX_NOTES = 2000
+CANCEL_TRIES = 50
 
 
 async def create_request(ctx: PoolContext, principal: Principal, data: Mapping[str, Any]) -> dict[str, Any]:
@@ -69,7 +70,7 @@ async def create_request(ctx: PoolContext, principal: Principal, data: Mapping[s
     candidates = await available_therapists(ctx, expertise)
     online = len(await ctx.presence.online(candidates))
     asyncio.get_running_loop().create_task(_alert(ctx, candidates, req.id))
-    return await client_view(ctx, req, therapists_online=online)
+    return await publish_to_client(ctx, req, therapists_online=online)  # the client's other tabs show it too
 
 
 async def _alert(ctx: PoolContext, therapist_ids: list[int], request_id: int) -> None:
@@ -83,13 +84,21 @@ async def cancel_request(ctx: PoolContext, principal: Principal, data: Mapping[s
     """The client withdraws; a pending offer ends and its therapist is told."""
     only_fields(data, {"request_id"})
     request_id = integer(data, "request_id", minimum=1, maximum=2**62)
-    for _ in range(50):
+    for attempt in range(CANCEL_TRIES):
         async with ctx.db.session() as session:
             req = require_own_request(await session.get(PoolRequest, request_id), principal.user_id)
         if req.status is RequestStatus.open:
-            if await ctx.claims.take_round(req.id, req.round, "cancel", ctx.round_ttl_s):
-                async with ctx.db.transaction() as session:
-                    moved = await move(session, req, RequestStatus.cancelled, closed_at=ctx.clock.now())
+            taken = await ctx.claims.take_round(req.id, req.round, "cancel", ctx.round_ttl_s)
+            # The last try lets the database decide: every change is a conditional UPDATE of (id, round, status), so a
+            # claim whose owner never recorded anything (a crashed process) cannot keep the client from withdrawing.
+            if taken or attempt == CANCEL_TRIES - 1:
+                try:
+                    async with ctx.db.transaction() as session:
+                        moved = await move(session, req, RequestStatus.cancelled, closed_at=ctx.clock.now())
+                except BaseException:
+                    if taken:
+                        await ctx.claims.release_round(req.id, req.round, "cancel")
+                    raise
                 if moved:
                     req.status = RequestStatus.cancelled
                     await ctx.memory.remember(req, [])

@@ -16,6 +16,8 @@ from pool.offers import end_offer, publish_to_client
 from pool.transitions import move
 
 log = get_logger("pool")
+#: How long past its expiry an open request waits for the holder of its round before the database decides alone.
+STALE_CLAIM_S = 60
 
 
 async def sweep(ctx: PoolContext) -> dict[str, int]:
@@ -32,10 +34,19 @@ async def sweep(ctx: PoolContext) -> dict[str, int]:
         )).all()
     expired = 0
     for req in due:
-        if not await ctx.claims.take_round(req.id, req.round, "expire", ctx.round_ttl_s):
+        taken = await ctx.claims.take_round(req.id, req.round, "expire", ctx.round_ttl_s)
+        # Long past its expiry and still open in the database: whoever holds the round never recorded anything (a
+        # crashed process), and the conditional UPDATE below decides against anyone still trying.
+        if not taken and (now - req.expires_at).total_seconds() < STALE_CLAIM_S:
             continue
-        async with ctx.db.transaction() as session:
-            moved = await move(session, req, RequestStatus.expired, closed_at=now)
+        try:
+            async with ctx.db.transaction() as session:
+                moved = await move(session, req, RequestStatus.expired, closed_at=now)
+        except Exception:  # noqa: BLE001 - give the round back and go on with the others; the next pass retries
+            if taken:
+                await ctx.claims.release_round(req.id, req.round, "expire")
+            log.exception("pool.expire_failed", request_id=req.id)
+            continue
         if not moved:
             continue
         req.status = RequestStatus.expired

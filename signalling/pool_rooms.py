@@ -5,11 +5,11 @@ from __future__ import annotations
 from typing import Any, Sequence
 
 import socketio
+from socketio.async_pubsub_manager import AsyncPubSubManager
 
-from accounts.models import ApplicationStatus, TherapistProfile
 from core.bus import EventBus
 from core.db import Database
-from pool.eligibility import slug
+from pool.eligibility import pool_expertise, slug
 from pool.presence import PresenceStore
 
 POOL_ROOM = "pool"
@@ -40,25 +40,44 @@ class SocketPoolBroadcast:
         skip = await self.presence.sids(exclude_users) if exclude_users else None
         await self.sio.emit(event, data, to=rooms, skip_sid=skip)
 
+    async def place_dashboards(self, therapist_id: int, expertise: Sequence[str], *, in_pool: bool) -> None:
+        # A connection in another process is moved through the Socket.IO manager's channel, the one every emit takes,
+        # so it has left (or joined) before any event emitted after this reaches it.
+        rooms = pool_rooms(expertise)
+        remote = isinstance(self.sio.manager, AsyncPubSubManager)
+        for sid in await self.presence.sids([therapist_id]):
+            if self.sio.manager.is_connected(sid, "/"):
+                await place_connection(self.sio, sid, rooms if in_pool else [])
+            elif remote:
+                for room in rooms:
+                    await (self.sio.enter_room if in_pool else self.sio.leave_room)(sid, room)
+
+
+def pool_rooms(expertise: Sequence[str]) -> list[str]:
+    return [POOL_ROOM, *(expertise_room(e) for e in expertise)]
+
 
 async def pool_rooms_for(db: Database, user_id: int) -> list[str]:
-    """The pool rooms a therapist's connections belong in now: none unless approved and available."""
+    """The pool rooms a therapist's connections belong in now: none unless approved, available and not busy."""
     async with db.session() as session:
-        profile = await session.get(TherapistProfile, user_id)
-    if profile is None or profile.status is not ApplicationStatus.approved or not profile.available:
-        return []
-    return [POOL_ROOM, *(expertise_room(e) for e in profile.expertise)]
+        expertise = await pool_expertise(session, user_id)
+    return [] if expertise is None else pool_rooms(expertise)
+
+
+async def place_connection(sio: socketio.AsyncServer, sid: str, wanted: Sequence[str]) -> None:
+    """Put one connection of this process in exactly the `wanted` pool rooms."""
+    current = {room for room in sio.rooms(sid) if room == POOL_ROOM or room.startswith("pool:exp:")}
+    for room in current - set(wanted):
+        await sio.leave_room(sid, room)
+    for room in set(wanted) - current:
+        await sio.enter_room(sid, room)
 
 
 async def sync_local_rooms(sio: socketio.AsyncServer, db: Database, user_id: int) -> None:
     """Put this process's connections of the user in exactly the pool rooms they belong in."""
-    wanted = set(await pool_rooms_for(db, user_id))
+    wanted = await pool_rooms_for(db, user_id)
     for sid, _ in list(sio.manager.get_participants("/", user_room(user_id))):
-        current = {room for room in sio.rooms(sid) if room == POOL_ROOM or room.startswith("pool:exp:")}
-        for room in current - wanted:
-            await sio.leave_room(sid, room)
-        for room in wanted - current:
-            await sio.enter_room(sid, room)
+        await place_connection(sio, sid, wanted)
 
 
 async def announce_rooms_changed(svc: Any, user_id: int) -> None:

@@ -35,6 +35,10 @@ class ClaimStore(Protocol):
         """First-wins resolution of an offered round; False if it was already resolved."""
         ...
 
+    async def unresolve_round(self, request_id: int, round: int, outcome: str) -> None:
+        """Undo a resolution to `outcome` that could not be recorded, so the round can still be resolved."""
+        ...
+
     async def hold(self, therapist_id: int, what: str, ttl_s: float) -> None:
         """Mark the therapist busy with `what` (e.g. `call:12`), replacing what they held."""
         ...

@@ -58,6 +58,10 @@ class MemoryClaimStore:
         self._resolved[(request_id, round)] = (outcome, self.clock.monotonic() + ttl_s)
         return True
 
+    async def unresolve_round(self, request_id: int, round: int, outcome: str) -> None:
+        if self._live(self._resolved, (request_id, round)) == outcome:
+            del self._resolved[(request_id, round)]
+
     async def hold(self, therapist_id: int, what: str, ttl_s: float) -> None:
         self._held[therapist_id] = (what, self.clock.monotonic() + ttl_s)
 

@@ -52,6 +52,9 @@ class RedisClaimStore:
     async def resolve_round(self, request_id: int, round: int, outcome: str, ttl_s: float) -> bool:
         return bool(await self.redis.set(self._resolved(request_id, round), outcome, nx=True, px=int(ttl_s * 1000)))
 
+    async def unresolve_round(self, request_id: int, round: int, outcome: str) -> None:
+        await self._release(keys=[self._resolved(request_id, round)], args=[outcome])
+
     async def hold(self, therapist_id: int, what: str, ttl_s: float) -> None:
         await self.redis.set(self._held(therapist_id), what, px=int(ttl_s * 1000))
 

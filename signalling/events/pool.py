@@ -11,6 +11,7 @@ from accounts import profiles
 from accounts.models import Role
 from accounts.principal import Principal
 from core.logging import get_logger
+from core.validation import only_fields
 from pool import claim, dashboard, offers, requests
 from pool.models import ACTIVE_STATUSES, PoolRequest
 from signalling.access import Access
@@ -40,11 +41,13 @@ async def respond(svc: Services, principal: Principal, sid: str, data: dict[str,
 
 @EVENTS.on("pool.state", Access.client)
 async def state(svc: Services, principal: Principal, sid: str, data: dict[str, Any]) -> dict[str, Any]:
+    only_fields(data, set())
     return await requests.client_state(svc.pool, principal)
 
 
 @EVENTS.on("pool.snapshot", Access.approved_therapist)
 async def snapshot(svc: Services, principal: Principal, sid: str, data: dict[str, Any]) -> dict[str, Any]:
+    only_fields(data, set())
     return await dashboard.therapist_snapshot(svc.pool, principal)
 
 

@@ -7,14 +7,14 @@ import asyncio
 from sqlalchemy import select, text
 
 from accounts.models import ClientProfile, TherapistProfile
+from calls.models import Call, Consent
 from conftest import RunningServer, Users, wait_for
 from core.clock import FrozenClock
 from messaging.outbox import messages_for
+from pool.models import OfferOutcome, PoolOffer
 from pool.sweeper import sweep
 
-
-def terms(server: RunningServer) -> dict:
-    return {"accept_terms": True, "terms_version": server.services.settings.terms_version, "recording_consent": True}
+from support import available_therapist, from_now, round_trip, terms
 
 
 async def test_request_offer_decline_reoffer_accept_opens_a_call(server: RunningServer, users: Users, sockets) -> None:
@@ -144,9 +144,12 @@ async def test_reconnect_snapshots(server: RunningServer, users: Users, sockets)
 
     tab = await sockets(server, t_user)
     snap = await tab.next("pool.snapshot")
-    assert [r["id"] for r in snap["requests"]] == [second["id"]]
     assert [o["request"]["id"] for o in snap["offers"]] == [request["id"]]
     assert snap["busy"] == "offer" and snap["available"] is True
+    assert snap["requests"] == [], "while holding an offer, no waiting request is shown"
+    free = await sockets(server, await users.therapist())
+    await free.call("pool.set_availability", {"available": True})
+    assert [r["id"] for r in (await free.call("pool.snapshot"))["requests"]] == [second["id"]]
 
     client_tab = await sockets(server, c_user)
     pushed = await client_tab.next("pool.request_updated")
@@ -193,6 +196,7 @@ async def test_expertise_preferences_reach_matching_therapists_only(server: Runn
     request = (await client.call("pool.request", {"reason": "Loss", "expertise": ["grief"]}))["request"]
     await grief.next("pool.request_added")
     assert (await anxiety.call("pool.accept", {"request_id": request["id"]}))["error"]["code"] == "not_found"
+    await round_trip(anxiety)  # anything sent to this dashboard with the request has arrived by now
     assert anxiety.received("pool.request_added") == []
 
 
@@ -255,3 +259,86 @@ async def test_a_request_right_after_going_available_reaches_that_dashboard_on_r
             await sock.close()
     finally:
         await running.runner.cleanup()
+
+
+async def test_crisis_resources_reach_a_client_who_reconnects_while_nobody_is_online(
+    server: RunningServer, users: Users, sockets
+) -> None:
+    c_user = await users.client()
+    client = await sockets(server, c_user)
+    request = (await client.call("pool.request", {"reason": "Can't cope"}))["request"]
+    assert request["crisis_resources"]
+    tab = await sockets(server, c_user, "reloaded page")
+    pushed = (await tab.next("pool.request_updated"))["request"]
+    assert pushed["id"] == request["id"] and pushed["status"] == "open"
+    assert pushed["therapists_online"] == 0 and any("999" in line for line in pushed["crisis_resources"])
+    state = (await tab.call("pool.state"))["request"]
+    assert state["therapists_online"] == 0 and state["crisis_resources"] == pushed["crisis_resources"]
+
+
+async def test_crisis_resources_when_a_request_returns_to_the_pool_and_nobody_can_take_it(
+    server: RunningServer, users: Users, sockets
+) -> None:
+    _, first = await available_therapist(server, users, sockets, "first")
+    _, second = await available_therapist(server, users, sockets, "second")
+    client = await sockets(server, await users.client())
+    request = (await client.call("pool.request", {"reason": "Panic"}))["request"]
+    assert request["therapists_online"] == 2 and "crisis_resources" not in request
+    assert (await first.call("pool.accept", {"request_id": request["id"]}))["ok"]
+    assert (await second.call("pool.set_availability", {"available": False}))["ok"]  # the only other one leaves
+
+    updated = from_now(client, "pool.request_updated")
+    declined = (await client.call("pool.respond", {"request_id": request["id"], "accept": False}))["request"]
+    assert declined["status"] == "open" and declined["therapists_online"] == 0, "the declined therapist does not count"
+    assert declined["crisis_resources"]
+    pushed = (await updated(lambda d: d["request"]["status"] == "open"))["request"]
+    assert pushed["crisis_resources"] == declined["crisis_resources"]
+
+    assert (await second.call("pool.set_availability", {"available": True}))["ok"]
+    assert "crisis_resources" not in (await client.call("pool.state"))["request"], "someone can come again"
+
+
+async def test_crisis_resources_when_the_only_therapist_drops_their_offer(
+    server: RunningServer, users: Users, sockets
+) -> None:
+    _, therapist = await available_therapist(server, users, sockets)
+    client = await sockets(server, await users.client())
+    request = (await client.call("pool.request", {"reason": "Alone"}))["request"]
+    assert (await therapist.call("pool.accept", {"request_id": request["id"]}))["ok"]
+    await client.next("pool.request_updated", lambda d: d["request"]["status"] == "offered")
+    updated = from_now(client, "pool.request_updated")
+    await therapist.close()
+    back = (await updated(lambda d: d["request"]["status"] == "open"))["request"]
+    assert back["therapists_online"] == 0 and back["crisis_resources"]
+
+
+async def test_a_new_request_shows_in_the_clients_other_tabs(server: RunningServer, users: Users, sockets) -> None:
+    c_user = await users.client()
+    asking, other_tab = await sockets(server, c_user, "asking"), await sockets(server, c_user, "other tab")
+    await round_trip(other_tab)
+    assert other_tab.received("pool.request_updated") == [], "nothing to show before the request"
+    request = (await asking.call("pool.request", {"reason": "Now"}))["request"]
+    shown = (await other_tab.next("pool.request_updated"))["request"]
+    assert shown == request
+
+
+async def test_accepting_an_offer_stores_the_consent(server: RunningServer, users: Users, sockets, clock: FrozenClock) -> None:
+    c_user = await users.client()
+    _, therapist = await available_therapist(server, users, sockets)
+    client = await sockets(server, c_user)
+    request = (await client.call("pool.request", {"reason": "Talk"}))["request"]
+    assert (await therapist.call("pool.accept", {"request_id": request["id"]}))["ok"]
+    clock.advance(30)
+    accepted = await client.call("pool.respond", {"request_id": request["id"], "accept": True,
+                                                  **terms(server, recording_consent=False)})
+    call_id = accepted["call"]["id"]
+    version = server.services.settings.terms_version
+    async with server.services.db.session() as session:
+        consent = (await session.scalars(select(Consent).where(Consent.call_id == call_id))).one()
+        call = await session.get(Call, call_id)
+        offer = (await session.scalars(select(PoolOffer).where(PoolOffer.request_id == request["id"]))).one()
+    assert consent.client_id == c_user.id and consent.terms_version == version
+    assert consent.terms_accepted_at == clock.now() and consent.at == clock.now()
+    assert consent.recording_consent is False
+    assert call is not None and call.recording_consent is False and call.terms_version == version
+    assert offer.outcome is OfferOutcome.accepted and offer.terms_version == version and offer.decided_at == clock.now()
