@@ -12,7 +12,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from accounts.principal import Principal
 from calls.context import CallsContext
-from calls.models import Call, CallMember, CallStatus
+from calls.models import Call, CallKind, CallMember, CallStatus
 from calls.policy import require_member, require_open
 from core.errors import Forbidden, NotFound
 from core.logging import get_logger
@@ -132,16 +132,27 @@ async def hang_up(ctx: CallsContext, principal: Principal, call_id: int) -> Call
     return ended
 
 
-async def overdue(ctx: CallsContext) -> list[int]:
-    """Open calls that must end now: a member away past the grace period. Members whose every connection vanished
-    without a goodbye (a crashed process) are marked away first."""
+@dataclass(frozen=True)
+class Overdue:
+    """An open call that must end now, why (`dropped`, `no_show`), and the member whose absence ends it (None: both
+    never came)."""
+
+    call_id: int
+    reason: str
+    member_id: int | None
+
+
+async def overdue(ctx: CallsContext) -> list[Overdue]:
+    """Open calls that must end now: a member away past the grace period (`dropped`), or a member who never joined
+    within the join timeout of the call's opening (`no_show`). Members whose every connection vanished without a
+    goodbye (a crashed process) are marked away first."""
     now = ctx.clock.now()
     grace = timedelta(seconds=ctx.settings.call_rejoin_grace_s)
+    join_timeout = {kind: timedelta(seconds=ctx.settings.call_join_timeout_s) for kind in CallKind}
+    join_timeout[CallKind.test] = timedelta(seconds=ctx.settings.call_test_join_timeout_s)
     async with ctx.db.session() as session:
-        rows = (await session.execute(
-            select(CallMember).join(Call, Call.id == CallMember.call_id).where(Call.status == CallStatus.open)
-        )).scalars().all()
-    present = [m for m in rows if m.sid is not None]
+        calls = (await session.execute(select(Call).where(Call.status == CallStatus.open))).scalars().all()
+    present = [m for call in calls for m in call.members if m.sid is not None]
     online = await ctx.presence.online({m.user_id for m in present})
     vanished = [m for m in present if m.user_id not in online]
     if vanished:
@@ -150,7 +161,16 @@ async def overdue(ctx: CallsContext) -> list[int]:
                 row = await session.get(CallMember, (m.call_id, m.user_id))
                 if row is not None and row.sid == m.sid:
                     row.sid, row.away_since = None, now
-    return sorted({m.call_id for m in rows if m.away_since is not None and m.away_since + grace <= now})
+    due = []
+    for call in calls:
+        away = sorted((m for m in call.members if m.away_since is not None and m.away_since + grace <= now),
+                      key=lambda m: m.away_since or now)
+        never = [m for m in call.members if m.joins == 0]
+        if away:
+            due.append(Overdue(call.id, "dropped", away[0].user_id))
+        elif never and call.created_at + join_timeout[call.kind] <= now:
+            due.append(Overdue(call.id, "no_show", never[0].user_id if len(never) == 1 else None))
+    return sorted(due, key=lambda d: d.call_id)
 
 
 async def withdraw_recording(ctx: CallsContext, principal: Principal, call_id: int) -> tuple[Call, CallMember]:

@@ -54,7 +54,14 @@ def call_summary(call: Call) -> dict[str, Any]:
         "ended_at": call.ended_at.isoformat() if call.ended_at else None,
         "duration_s": duration_s(call),
         "end_reason": call.end_reason,
+        "ended_by": ended_by_role(call),
     }
+
+
+def ended_by_role(call: Call) -> str | None:
+    """The role whose act or absence ended the call: who hung up (`hangup`), who stayed away past the grace period
+    (`dropped`), who never came (`no_show`); None when neither did (`balance_exhausted`, both never came, or open)."""
+    return next((m.role for m in call.members if call.ended_by is not None and m.user_id == call.ended_by), None)
 
 
 def duration_s(call: Call) -> int | None:

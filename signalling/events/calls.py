@@ -14,6 +14,7 @@ from calls import chat, membership, notes
 from calls.ice import ice_config
 from calls.membership import call_id_of, load_call
 from calls.models import Call
+from calls.opening import ended_by_role
 from calls.policy import require_member, require_open
 from calls.signals import keep_candidate, validate_sdp, validate_signal
 from core.errors import Forbidden
@@ -27,7 +28,10 @@ from signalling.sockets import EVENTS
 from signalling.transcripts import delete_expired_recordings, recover_interrupted
 
 log = get_logger("calls")
+#: Consent withdrawn: every process closes the call's audio links it holds.
 MEDIA_STOP = "call.media_stop"
+#: The call ended: every process closes the call's audio links it holds, flushes their audio and finishes the transcript.
+MEDIA_FINISH = "call.media_finish"
 
 
 def call_room(call_id: int) -> str:
@@ -77,20 +81,42 @@ async def _member_in_open_call(svc: Services, principal: Principal, data: dict[s
     return call, member
 
 
+class SignalOrder:
+    """One lock per connection, so each sender's signals are relayed in the order they were sent. python-socketio runs
+    every event in its own task, started in arrival order; the relay reads the database before it emits, so without
+    the lock a candidate could overtake its offer. The lock is taken before the handler's first wait."""
+
+    def __init__(self) -> None:
+        self._locks: dict[str, asyncio.Lock] = {}
+
+    def of(self, sid: str) -> asyncio.Lock:
+        return self._locks.setdefault(sid, asyncio.Lock())
+
+    def forget(self, sid: str) -> None:
+        self._locks.pop(sid, None)
+
+    def __len__(self) -> int:
+        return len(self._locks)
+
+
+SIGNAL_ORDER = SignalOrder()
+
+
 @EVENTS.on("call.signal", Access.user)
 async def signal(svc: Services, principal: Principal, sid: str, data: dict[str, Any]) -> dict[str, Any]:
     """Relay an offer, answer or ICE candidate to the other member's connection in this call, and nobody else."""
     clean = validate_signal(data, svc.settings.max_sdp_bytes)
-    call, member = await _member_in_open_call(svc, principal, data)
-    if member.sid != sid:
-        raise Forbidden("join the call from this window first", code="not_joined")
-    if not keep_candidate(clean, svc.settings.ice_loopback_only):
-        return {"delivered": False, "dropped": True}
-    other = call.other_member(principal.user_id)
-    if other is None or other.sid is None:
-        return {"delivered": False}
-    await svc.sio.emit("call.signal", {"call_id": call.id, "from_role": member.role, **clean}, to=other.sid)
-    return {"delivered": True}
+    async with SIGNAL_ORDER.of(sid):
+        call, member = await _member_in_open_call(svc, principal, data)
+        if member.sid != sid:
+            raise Forbidden("join the call from this window first", code="not_joined")
+        if not keep_candidate(clean, svc.settings.ice_loopback_only):
+            return {"delivered": False, "dropped": True}
+        other = call.other_member(principal.user_id)
+        if other is None or other.sid is None:
+            return {"delivered": False}
+        await svc.sio.emit("call.signal", {"call_id": call.id, "from_role": member.role, **clean}, to=other.sid)
+        return {"delivered": True}
 
 
 @EVENTS.on("call.media_state", Access.user)
@@ -136,6 +162,8 @@ async def media_offer(svc: Services, principal: Principal, sid: str, data: dict[
     """The member's audio-only link to the server (only in calls with recording consent); returns the answer."""
     only_fields(data, {"call_id", "sdp"})
     call, member = await _member_in_open_call(svc, principal, data)
+    if member.sid != sid:
+        raise Forbidden("join the call from this window first", code="not_joined")
     if not call.recording_consent:
         raise Forbidden("this call is not recorded; no audio goes to the server", code="no_consent")
     sdp = validate_sdp(data, svc.settings.max_sdp_bytes)
@@ -170,19 +198,19 @@ async def media_close(svc: Services, principal: Principal, sid: str, data: dict[
 async def finish_call(svc: Services, call: Call) -> None:
     """After a call ended (hang-up or grace period over): tell both, close media, free the therapist."""
     room = call_room(call.id)
-    ended_by = next((m.role for m in call.members if m.user_id == call.ended_by), None)
-    payload = {"call_id": call.id, "reason": call.end_reason, "ended_by": ended_by,
+    payload = {"call_id": call.id, "reason": call.end_reason, "ended_by": ended_by_role(call),
                "ended_at": call.ended_at.isoformat() if call.ended_at else None}
     for member in call.members:
         await svc.sio.emit("call.ended", payload, to=f"user:{member.user_id}")
     await svc.sio.close_room(room)
     await metering.call_finished(svc.billing, call.id)
-    svc.call_media.finish_call(call.id)
+    await svc.bus.publish(MEDIA_FINISH, {"call_id": call.id})  # the members' audio links may be in other processes
     await call_ended(svc.pool, call.therapist_id, call.id)
 
 
 @EVENTS.on_disconnect
 async def member_dropped(svc: Services, principal: Principal, sid: str) -> None:
+    SIGNAL_ORDER.forget(sid)
     if svc.stopping:
         return
     for call, member in await membership.connection_lost(svc.calls, principal.user_id, sid):
@@ -195,10 +223,11 @@ async def member_dropped(svc: Services, principal: Principal, sid: str) -> None:
 
 
 async def sweep_calls(svc: Services) -> int:
-    """End calls whose member stayed away past the grace period; returns how many ended."""
+    """End calls whose member stayed away past the grace period, or never came within the join timeout; returns how
+    many ended."""
     ended = 0
-    for call_id in await membership.overdue(svc.calls):
-        call = await membership.end_call(svc.calls, call_id, ended_by=None, reason="dropped")
+    for due in await membership.overdue(svc.calls):
+        call = await membership.end_call(svc.calls, due.call_id, ended_by=due.member_id, reason=due.reason)
         if call is not None:
             await finish_call(svc, call)
             ended += 1
@@ -232,9 +261,13 @@ class CallSweeper:
 
 
 def subscribe_media_bus(svc: Services) -> None:
-    """Consent withdrawn: every process closes the call's audio links it holds."""
+    """Consent withdrawn, or the call ended: every process closes the call's audio links it holds."""
 
     async def media_stop(payload: dict[str, Any]) -> None:
         await svc.call_media.stop_call(int(payload["call_id"]))
 
+    async def media_finish(payload: dict[str, Any]) -> None:
+        svc.call_media.finish_call(int(payload["call_id"]))
+
     svc.bus.subscribe(MEDIA_STOP, media_stop)
+    svc.bus.subscribe(MEDIA_FINISH, media_finish)

@@ -7,6 +7,7 @@ from aiohttp import web
 from accounts.principal import Principal
 from calls import log, notes, testcalls
 from calls.membership import load_call
+from pool.dashboard import refresh_dashboard
 from transcription.access import may_read_transcript
 from transcription.store import log_access, transcript
 from signalling.access import Access
@@ -68,4 +69,5 @@ async def open_test_call(request: web.Request, principal: Principal | None) -> w
     opened = await testcalls.open_test_call(svc.accounts, principal, await read_json(request))
     for user_id in (opened["call"]["therapist_id"], opened["call"]["client_id"]):
         await svc.sio.emit("call.ready", {"call": opened["call"]}, to=f"user:{user_id}")
+    await refresh_dashboard(svc.pool, opened["call"]["therapist_id"])  # in a call: out of the pool until it ends
     return json_response(opened, status=201)

@@ -182,10 +182,10 @@ async def test_call_ends_after_the_grace_period(server: RunningServer, users: Us
     clock.advance(server.services.settings.call_rejoin_grace_s + 1)
     assert await sweep_calls(server.services) == 1
     ended = await therapist.next("call.ended")
-    assert ended["reason"] == "dropped" and ended["ended_by"] is None
+    assert ended["reason"] == "dropped" and ended["ended_by"] == "client", "the member who dropped is named"
     async with http.get(f"{server.url}/api/calls/{call_id}", headers=t_user.headers) as resp:
         detail = await resp.json()
-    assert detail["status"] == "ended" and detail["end_reason"] == "dropped"
+    assert detail["status"] == "ended" and detail["end_reason"] == "dropped" and detail["ended_by"] == "client"
 
 
 async def test_hang_up_ends_for_both_and_is_recorded(server: RunningServer, users: Users, sockets, clock: FrozenClock, http: aiohttp.ClientSession) -> None:
@@ -204,12 +204,14 @@ async def test_hang_up_ends_for_both_and_is_recorded(server: RunningServer, user
     async with http.get(f"{server.url}/api/calls", headers=t_user.headers) as resp:
         [row] = (await resp.json())["calls"]
     assert row["id"] == call_id and row["duration_s"] == 600 and row["status"] == "ended"
+    assert row["end_reason"] == "hangup" and row["ended_by"] == "therapist"
     assert row["with"]["id"] == c_user.id
     async with http.get(f"{server.url}/api/clients", headers=t_user.headers) as resp:
         [entry] = (await resp.json())["clients"]
     assert entry["client"]["id"] == c_user.id and [c["id"] for c in entry["calls"]] == [call_id]
     async with http.get(f"{server.url}/api/calls", headers=c_user.headers) as resp:
-        assert [c["id"] for c in (await resp.json())["calls"]] == [call_id]
+        [mine] = (await resp.json())["calls"]
+    assert mine["id"] == call_id and mine["ended_by"] == "therapist", "the client sees who ended it too"
 
 
 async def test_strangers_cannot_read_a_call(server: RunningServer, users: Users, sockets, http: aiohttp.ClientSession) -> None:
@@ -244,3 +246,119 @@ async def test_admin_opens_a_test_call_with_a_demo_client(server: RunningServer,
     assert (await demo.call("call.join", {"call_id": opened["call"]["id"]}))["role"] == "client"
     async with http.post(f"{server.url}/api/admin/test-calls", headers=t_user.headers, json={"therapist_id": t_user.id}) as resp:
         assert resp.status == 403
+
+
+async def test_a_member_who_never_joins_ends_the_call_as_a_no_show(server: RunningServer, users: Users, sockets, clock: FrozenClock, http: aiohttp.ClientSession) -> None:
+    call_id, (t_user, therapist), (c_user, _) = await setup_call(server, users, sockets)
+    await therapist.call("call.join", {"call_id": call_id})
+    timeout = server.services.settings.call_join_timeout_s
+    clock.advance(timeout - 1)
+    assert await sweep_calls(server.services) == 0, "still within the join timeout"
+    assert therapist.received("call.ended") == []
+    clock.advance(2)
+    assert await sweep_calls(server.services) == 1
+    ended = await therapist.next("call.ended")
+    assert ended["reason"] == "no_show" and ended["ended_by"] == "client", "the member who is there is told why"
+    async with http.get(f"{server.url}/api/calls/{call_id}", headers=t_user.headers) as resp:
+        detail = await resp.json()
+    assert detail["status"] == "ended" and detail["end_reason"] == "no_show" and detail["ended_by"] == "client"
+    async with http.get(f"{server.url}/api/calls", headers=c_user.headers) as resp:
+        [row] = (await resp.json())["calls"]
+    assert row["end_reason"] == "no_show" and row["ended_by"] == "client"
+
+
+async def test_a_call_nobody_joins_ends_as_a_no_show_of_both(server: RunningServer, users: Users, sockets, clock: FrozenClock, http: aiohttp.ClientSession) -> None:
+    call_id, (t_user, _), _ = await setup_call(server, users, sockets)
+    clock.advance(server.services.settings.call_join_timeout_s + 1)
+    assert await sweep_calls(server.services) == 1
+    async with http.get(f"{server.url}/api/calls/{call_id}", headers=t_user.headers) as resp:
+        detail = await resp.json()
+    assert detail["end_reason"] == "no_show" and detail["ended_by"] is None
+
+
+async def test_a_test_call_waits_longer_for_its_demo_client(server: RunningServer, users: Users, sockets, clock: FrozenClock, http: aiohttp.ClientSession) -> None:
+    admin, t_user = await users.admin(), await users.therapist()
+    therapist = await sockets(server, t_user)
+    async with http.post(f"{server.url}/api/admin/test-calls", headers=admin.headers, json={"therapist_id": t_user.id}) as resp:
+        call_id = (await resp.json())["call"]["id"]
+    await therapist.call("call.join", {"call_id": call_id})
+    settings = server.services.settings
+    assert settings.call_test_join_timeout_s > settings.call_join_timeout_s
+    clock.advance(settings.call_join_timeout_s + 1)
+    assert await sweep_calls(server.services) == 0, "the therapist opens the demo client's link when they are ready"
+    clock.advance(settings.call_test_join_timeout_s - settings.call_join_timeout_s)
+    assert await sweep_calls(server.services) == 1
+    assert (await therapist.next("call.ended"))["reason"] == "no_show"
+
+
+async def test_an_ice_restart_offer_is_relayed_mid_call_and_the_call_goes_on(server: RunningServer, users: Users, sockets, clock: FrozenClock) -> None:
+    from calls.models import CallMember, CallStatus
+    from calls.membership import load_call
+
+    call_id, (_, therapist), (_, client) = await setup_call(server, users, sockets)
+    for sock in (therapist, client):
+        await sock.call("call.join", {"call_id": call_id})
+    assert (await client.call("call.signal", {"call_id": call_id, "kind": "offer", "sdp": SDP}))["delivered"]
+    assert (await therapist.call("call.signal", {"call_id": call_id, "kind": "answer", "sdp": SDP}))["delivered"]
+    for sock in (therapist, client):
+        assert (await sock.call("call.media_state", {"call_id": call_id, "connected": True}))["ok"]
+    before = {m.role: (m.sid, m.joins, m.away_since) for m in (await load_call(server.services.calls, call_id)).members}
+    clock.advance(30)
+
+    restart = {"call_id": call_id, "kind": "offer", "sdp": SDP + "a=ice-ufrag:new\r\n", "ice_restart": True}
+    assert (await therapist.call("call.signal", restart))["delivered"] is True
+    relayed = await client.next("call.signal", lambda d: d.get("ice_restart"))
+    assert relayed == {"call_id": call_id, "from_role": "therapist", "kind": "offer", "sdp": restart["sdp"],
+                       "ice_restart": True}
+    assert (await client.call("call.signal", {"call_id": call_id, "kind": "answer", "sdp": SDP}))["delivered"]
+    await therapist.next("call.signal", lambda d: d["kind"] == "answer")
+
+    call = await load_call(server.services.calls, call_id)
+    assert call is not None and call.status is CallStatus.open
+    assert {m.role: (m.sid, m.joins, m.away_since) for m in call.members} == before, "membership untouched"
+    assert all(isinstance(m, CallMember) and m.media_connected_since is not None for m in call.members)
+    for sock in (therapist, client):
+        assert sock.received("call.peer_left") == [] and sock.received("call.ended") == []
+    assert await sweep_calls(server.services) == 0
+    assert (await client.call("call.chat", {"call_id": call_id, "text": "still with you"}))["ok"]
+
+
+async def test_signals_from_one_connection_arrive_in_the_order_they_were_sent(server: RunningServer, users: Users, sockets) -> None:
+    import asyncio
+
+    from signalling.events.calls import SIGNAL_ORDER
+
+    call_id, (_, therapist), (_, client) = await setup_call(server, users, sockets)
+    for sock in (therapist, client):
+        await sock.call("call.join", {"call_id": call_id})
+    sent = [{"call_id": call_id, "kind": "offer", "sdp": SDP}]
+    sent += [{"call_id": call_id, "kind": "candidate",
+              "candidate": {"candidate": f"candidate:{n} 1 udp 2122260223 127.0.0.1 {40000 + n} typ host",
+                            "sdpMid": "0", "sdpMLineIndex": 0}} for n in range(25)]
+    sent.append({"call_id": call_id, "kind": "candidate", "candidate": None})
+    acks: list[asyncio.Future] = []
+    for message in sent:  # as a browser does: the next one goes before the previous one is acknowledged
+        ack = asyncio.get_running_loop().create_future()
+        acks.append(ack)
+        await client.sio.emit("call.signal", message, callback=lambda reply, f=ack: f.set_result(reply))
+    replies = await asyncio.wait_for(asyncio.gather(*acks), 15)
+    assert all(r["ok"] and r["delivered"] for r in replies), replies
+    await therapist.next("call.signal", lambda d: d["kind"] == "candidate" and d["candidate"] is None)
+    got = therapist.received("call.signal")
+    assert [d["kind"] for d in got] == [m["kind"] for m in sent]
+    assert [d.get("candidate") for d in got[1:]] == [m["candidate"] for m in sent[1:]], "relayed in send order"
+
+    held = len(SIGNAL_ORDER)
+    await client.close()
+    await therapist.next("call.peer_left")
+    assert len(SIGNAL_ORDER) == held - 1, "the connection's lock is dropped when it closes"
+
+
+async def test_only_the_joined_window_may_open_the_server_audio_link(server: RunningServer, users: Users, sockets) -> None:
+    call_id, (_, therapist), (c_user, client) = await setup_call(server, users, sockets)
+    for sock in (therapist, client):
+        await sock.call("call.join", {"call_id": call_id})
+    other_window = await sockets(server, c_user, "client-second-window")
+    ack = await other_window.call("call.media.offer", {"call_id": call_id, "sdp": SDP})
+    assert ack["error"]["code"] == "not_joined"
+    assert server.services.media.consumers(call_id) == {}, "no server peer was made for it"

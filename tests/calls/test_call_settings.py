@@ -3,6 +3,7 @@ process restart (the state lives in the database)."""
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import hashlib
 import hmac
@@ -43,9 +44,45 @@ async def test_members_get_turn_credentials_for_their_call_and_relay_only_policy
         await running.runner.cleanup()
 
 
-async def test_heartbeats_notice_a_dead_connection_within_15_seconds(server) -> None:
-    eio = server.services.sio.eio
-    assert eio.ping_interval + eio.ping_timeout <= 15
+async def test_a_connection_that_stops_answering_heartbeats_is_marked_away(
+    make_settings: Callable[..., Settings], clock: FrozenClock, http: aiohttp.ClientSession, sockets
+) -> None:
+    """The transport of a dead connection stays open (no goodbye); only the heartbeats tell. The defaults
+    (`socket_ping_interval_s` 5 + `socket_ping_timeout_s` 10) notice it within 15 s; here they are shortened."""
+    from engineio import packet
+
+    from calls.membership import load_call
+
+    defaults = make_settings()
+    assert defaults.socket_ping_interval_s + defaults.socket_ping_timeout_s <= 15
+    running = await start_server(make_settings(socket_ping_interval_s=0.2, socket_ping_timeout_s=0.3), clock=clock)
+    try:
+        users = Users(running, http)
+        t_user, c_user = await users.therapist(), await users.client()
+        call_id = await open_call(running, t_user, c_user)
+        therapist, client = await sockets(running, t_user, "therapist"), await sockets(running, c_user, "client")
+        for sock in (therapist, client):
+            assert (await sock.call("call.join", {"call_id": call_id}))["ok"]
+        await asyncio.sleep(1)  # several heartbeats answered: a live connection is left alone
+        assert therapist.received("call.peer_left") == []
+
+        send = client.sio.eio._send_packet
+
+        async def no_pong(pkt: packet.Packet) -> None:  # the client's machine is gone: nothing answers the pings
+            if pkt.packet_type != packet.PONG:
+                await send(pkt)
+
+        client.sio.eio._send_packet = no_pong
+        left = await therapist.next("call.peer_left", timeout=20)
+        assert left["role"] == "client" and left["grace_s"] == running.services.settings.call_rejoin_grace_s
+        call = await load_call(running.services.calls, call_id)
+        assert call is not None
+        away = call.member(c_user.id)
+        assert away is not None and away.sid is None and away.away_since == clock.now(), "the grace period runs"
+        therapist_place = call.member(t_user.id)
+        assert therapist_place is not None and therapist_place.sid is not None and therapist_place.away_since is None
+    finally:
+        await running.runner.cleanup()
 
 
 async def test_a_call_carries_on_after_the_server_process_restarts(

@@ -4,21 +4,42 @@ exchange media; each also connects its audio-only link to the server, which rece
 from __future__ import annotations
 
 import asyncio
-from typing import AsyncIterator
+from typing import Any, AsyncIterator, Callable, Iterator
 
+import aiohttp
 import pytest
+from aiortc.rtcicetransport import RTCIceGatherer
 
 from benchmarks._peers import SimulatedMember
-from conftest import RunningServer, Users, open_call, wait_for
+from conftest import REDIS_URL, RunningServer, Sock, Users, open_call, start_server, wait_for
+from core.clock import FrozenClock
+from core.settings import Settings
 from media.addresses import use_host_addresses
 from media.consumers import LevelMeter
 
 
 @pytest.fixture(autouse=True)
-def loopback_ice() -> AsyncIterator[None]:
+def loopback_ice(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
+    """Every ICE path stays on loopback: the peers gather 127.0.0.1 only, and aiortc's peers made without a
+    configuration (the simulated browsers' own) use no STUN server instead of Google's public one."""
+    monkeypatch.setattr(RTCIceGatherer, "getDefaultIceServers", classmethod(lambda cls: []))
     use_host_addresses(["127.0.0.1"])
     yield
     use_host_addresses([])
+
+
+def loopback_settings(make_settings: Callable[..., Settings], **overrides: Any) -> Settings:
+    return make_settings(ice_loopback_only=True, media_host_addresses="127.0.0.1", **overrides)
+
+
+@pytest.fixture
+async def server(make_settings: Callable[..., Settings], clock: FrozenClock) -> AsyncIterator[RunningServer]:
+    """The whole app with the relay and the server's audio peers kept on loopback, as the benchmark runs it."""
+    running = await start_server(loopback_settings(make_settings), clock=clock)
+    try:
+        yield running
+    finally:
+        await running.runner.cleanup()
 
 
 async def members(server: RunningServer, users: Users, recording: bool) -> tuple[int, SimulatedMember, SimulatedMember]:
@@ -98,3 +119,37 @@ async def test_video_offers_to_the_server_are_refused(server: RunningServer, use
         await therapist.close()
         await client.close()
         await asyncio.sleep(0)
+
+
+async def test_ending_a_call_closes_the_server_audio_peers_in_every_process(
+    make_settings: Callable[..., Settings], postgres_url: str, redis_prefix: str, http: aiohttp.ClientSession
+) -> None:
+    """Two server processes on one database and Redis: the client's audio link lives in one, the therapist hangs up
+    through the other. The process holding the link must close it too."""
+    settings = loopback_settings(make_settings, database_url=postgres_url, redis_url=REDIS_URL,
+                                 redis_prefix=redis_prefix, transcription_enabled=False)
+    holder, other = await start_server(settings), await start_server(settings)
+    client: SimulatedMember | None = None
+    therapist: Sock | None = None
+    try:
+        users = Users(holder, http)
+        t_user, c_user = await users.therapist(), await users.client()
+        call_id = await open_call(holder, t_user, c_user, recording_consent=True)
+        client = await SimulatedMember(holder.url, c_user.token, video=False).connect()
+        await client.join(call_id)
+        assert (await client.open_server_link())["ok"]
+        meter = await wait_for(lambda: holder.services.media.consumers(call_id).get("client"), timeout=15)
+        await wait_for(lambda: meter.frames > 5, timeout=15)
+        [peer] = [p for (cid, _), p in holder.services.media.peers.items() if cid == call_id]
+
+        therapist = await Sock(other.url, t_user.token, "therapist").connect()
+        assert (await therapist.call("call.hangup", {"call_id": call_id}))["ok"]
+        await wait_for(lambda: holder.services.media.consumers(call_id) == {}, timeout=10)
+        assert meter.closed and peer.pc.connectionState == "closed", "the audio peer in the other process is closed"
+        assert other.services.media.consumers(call_id) == {}
+    finally:
+        for closing in (client, therapist):
+            if closing is not None:
+                await closing.close()
+        for running in (holder, other):
+            await running.runner.cleanup()

@@ -1,17 +1,24 @@
 // WebRTC for the call: the peer-to-peer connection between the two members (perfect negotiation, trickle ICE
 // through call.signal) and the audio-only link to the server (no trickle: the offer goes once gathering is done).
 
+/** How long a connection may stay "disconnected" before we restart ICE (the browser may recover by itself first). */
+export const DISCONNECTED_RESTART_MS = 3000;
+
 /**
  * The connection to the other member. `send(message)` relays {kind, sdp|candidate, ice_restart?} through
  * call.signal and resolves to its ack. The member who arrives second makes the offer (`start()`); the other waits
  * for it (a `negotiationneeded` before that is remembered, not sent: nobody would receive it). Crossing offers
- * are settled by `polite`, as in WebRTC "perfect negotiation".
+ * are settled by `polite`, as in WebRTC "perfect negotiation". A connection that failed, stayed "disconnected" for
+ * DISCONNECTED_RESTART_MS, or whose browser came back `online` is renegotiated with an ICE restart; the call goes on.
  */
 export class CallPeer {
   constructor({ config, polite, stream, send, onTrack, onState }) {
     Object.assign(this, { config, polite, stream, send, onTrack, onState });
     this.queue = Promise.resolve();
     this.pc = null;
+    this.restartTimer = null;
+    this.onOnline = () => this.restartIce();
+    window.addEventListener("online", this.onOnline);
     this.create();
   }
 
@@ -42,9 +49,22 @@ export class CallPeer {
     pc.onconnectionstatechange = () => {
       if (pc !== this.pc) return;
       this.onState?.(pc.connectionState);
-      if (pc.connectionState === "failed" && this.mayOffer) this.negotiate({ iceRestart: true });
+      clearTimeout(this.restartTimer);
+      if (pc.connectionState === "failed") this.restartIce();
+      else if (pc.connectionState === "disconnected") {
+        this.restartTimer = setTimeout(() => {
+          if (pc === this.pc && pc.connectionState === "disconnected") this.restartIce();
+        }, DISCONNECTED_RESTART_MS);
+      }
     };
     this.onState?.(pc.connectionState);
+  }
+
+  /** The network changed or the connection broke: renegotiate with new ICE candidates (both members stay in the call). */
+  restartIce() {
+    const pc = this.pc;
+    if (!this.mayOffer || !pc.remoteDescription || pc.connectionState === "closed") return undefined;
+    return this.negotiate({ iceRestart: true });
   }
 
   /** We arrived second (or came back): make the offer. */
@@ -102,6 +122,7 @@ export class CallPeer {
 
   /** The other member left (or came back on a new connection): start over with a fresh connection. */
   reset() {
+    clearTimeout(this.restartTimer);
     this.queue = this.queue.then(() => {
       const old = this.pc;
       this.create();
@@ -115,6 +136,8 @@ export class CallPeer {
   }
 
   close() {
+    clearTimeout(this.restartTimer);
+    window.removeEventListener("online", this.onOnline);
     this.pc.close();
     this.onState?.("closed");
   }

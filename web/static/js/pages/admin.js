@@ -20,7 +20,7 @@ async function loadApplications() {
 
 function card(app) {
   const rows = [
-    ["E-mail", app.email],
+    ["E-mail", `${app.email} (${app.email_verified ? "verified" : "not verified yet: approval waits for it"})`],
     ["Qualifications", app.qualifications],
     ["Registration", `${app.registration_body} ${app.registration_number}`],
     ["Insurance", `${app.insurance_provider}, until ${app.insurance_expiry}`],
@@ -81,12 +81,28 @@ $("#test-call-form").addEventListener("submit", async (event) => {
       });
       $("#test-result-text").textContent = `Test session ${opened.call.id} is open. The therapist's dashboard takes them to it; the demo client is account ${opened.demo_client.id}.`;
       $("#demo-token").value = opened.demo_client.token;
+      showDemoLink(opened.call.id, opened.demo_client.token);
       $("#test-result").hidden = false;
     } catch (err) {
       formError(form, err);
     }
   });
 });
+
+/**
+ * "Demo client link": opens the session as the demo client in a new window. The token rides in the URL fragment,
+ * which browsers never send to the server (nor in a Referer); the call page moves it into that window's
+ * sessionStorage and removes it from the address. `noopener`: the new window starts without this admin's session.
+ */
+function showDemoLink(callId, token) {
+  let link = $("#demo-link");
+  if (!link) {
+    link = h("a", { id: "demo-link", target: "_blank", rel: "noopener noreferrer", class: "button" });
+    $("#test-result-text").after(h("p", {}, link));
+  }
+  link.href = `/call/${callId}#token=${encodeURIComponent(token)}`;
+  link.textContent = `Demo client link: join session ${callId} as the demo client (new window)`;
+}
 
 loadApplications();
 loadApprovedTherapists();

@@ -3,12 +3,15 @@
 // notes (therapist only, autosaved) and the live transcript (therapist only). The state of the peer connection is
 // reported to the server (call.media_state: per-minute charging runs only while both members are connected), and the
 // client sees their balance and paid time left (billing.balance, billing.call); both see the low-balance warning.
-import { api, homeFor, requireUser } from "../lib/api.js";
+import { api, homeFor, requireUser, setToken } from "../lib/api.js";
 import { openLocalMedia } from "../lib/media.js";
-import { CallPeer, ServerLink } from "../lib/peer.js";
+import { CallPeer, DISCONNECTED_RESTART_MS, ServerLink } from "../lib/peer.js";
 import { connectSocket, request } from "../lib/socket.js";
-import { $, clear, errorText, formatClock, formatDateTime, formatMoney, h, initChrome, say } from "../lib/ui.js";
+import {
+  $, clear, errorText, formatClock, formatDateTime, formatMoney, h, initChrome, openSameSiteWindow, say, takeFragmentToken,
+} from "../lib/ui.js";
 
+takeTokenFromLink();
 const callId = Number((/^\/call\/(\d+)/.exec(location.pathname) || [])[1] || new URLSearchParams(location.search).get("id"));
 const me = await requireUser();
 initChrome(me);
@@ -20,6 +23,8 @@ let role = null; // "therapist" | "client", from the join ack
 let otherName = null;
 let peer = null;
 let serverLink = null;
+let iceConfig = { iceServers: [], iceTransportPolicy: "all" }; // from the latest join ack: the call's STUN/TURN servers
+let serverLinkTimer = null;
 let recording = false;
 let ended = false;
 let joinedOnce = false;
@@ -108,7 +113,7 @@ async function join() {
     const code = ack.error.code;
     if (code === "call_ended") {
       const detail = await details;
-      showEnded(detail?.end_reason || "hangup", null, detail);
+      showEnded(detail?.end_reason || "hangup", detail?.ended_by ?? null, detail);
     } else if (code === "forbidden" || code === "not_found") {
       fatal("This session does not exist, or you are not part of it.");
     } else {
@@ -126,10 +131,10 @@ async function join() {
   for (const message of ack.chat) addChat(message);
   if (ack.call.started_at && !startedAt) startedAt = new Date(ack.call.started_at);
 
-  const config = { iceServers: ack.ice_servers, iceTransportPolicy: ack.ice_transport_policy };
+  iceConfig = { iceServers: ack.ice_servers, iceTransportPolicy: ack.ice_transport_policy };
   if (!peer) {
     peer = new CallPeer({
-      config, polite: ack.polite, stream, onTrack: attachRemote, onState: connectionState,
+      config: iceConfig, polite: ack.polite, stream, onTrack: attachRemote, onState: connectionState,
       send: (message) => request(socket, "call.signal", { call_id: callId, ...message }),
     });
   } else {
@@ -327,11 +332,17 @@ async function showEnded(reason, endedBy, detail = null) {
   $("#controls").hidden = true;
   $("#peer-banner").hidden = true;
   const broke = reason === "balance_exhausted";
+  const mine = role || (me.role === "therapist" ? "therapist" : "client");
+  const them = mine === "therapist" ? "the client" : "your therapist";
   const text = broke
     ? me.role === "client" ? "The session ended because your balance ran out. Top up your wallet to talk again."
       : "The session ended because the client's balance ran out."
     : reason === "dropped"
-    ? "The session ended because the connection was lost for too long."
+    ? endedBy && endedBy !== mine ? `The session ended because ${them} was disconnected for too long.`
+      : "The session ended because the connection was lost for too long."
+    : reason === "no_show"
+    ? endedBy && endedBy !== mine ? `The session ended because ${them} did not join in time.`
+      : "The session ended because it was not joined in time."
     : endedBy && endedBy === role ? "You ended the session."
       : endedBy === "therapist" ? "Your therapist ended the session."
         : endedBy === "client" ? "The client ended the session." : "This session has ended.";
@@ -399,7 +410,8 @@ function lowBalance(minutesLeft) {
   const left = minutesLeft >= 1 ? `About ${minutesLeft} minute${minutesLeft === 1 ? "" : "s"}` : "Less than a minute";
   if (me.role === "client") {
     clear(el).append(h("span", { text: `${left} of paid time left — top up to continue.` }),
-      h("a", { href: "/wallet", target: "_blank", rel: "noopener", text: "Top up (opens in a new tab)" }));
+      h("a", { href: "/wallet", target: "_blank", text: "Top up (opens in a new tab)",
+               on: { click: (e) => { e.preventDefault(); openSameSiteWindow("/wallet"); } } }));
   } else {
     clear(el).append(h("span", {
       text: `The client has ${left.charAt(0).toLowerCase()}${left.slice(1)} of paid time left; the session ends when it runs out unless they top up.`,
@@ -423,19 +435,27 @@ function setRecording(on, stream) {
     return;
   }
   serverLink?.close();
+  // the server's peer has no ICE restart: after a network change the link is replaced by a new one
   serverLink = new ServerLink({
-    config: { iceServers: [], iceTransportPolicy: "all" },
+    config: iceConfig, // the call's TURN servers too: a relay-only deployment reaches the server through TURN
     track,
     offer: (sdp) => request(socket, "call.media.offer", { call_id: callId, sdp }, 15000),
     onState: (state) => {
       $("#recording").dataset.link = state;
-      if (state === "failed" && recording && !ended) setTimeout(() => openServerLink(), 2000);
+      clearTimeout(serverLinkTimer);
+      if (state === "failed") serverLinkTimer = setTimeout(() => openServerLink(), 2000);
+      else if (state === "disconnected") serverLinkTimer = setTimeout(() => openServerLink(), DISCONNECTED_RESTART_MS);
     },
   });
   openServerLink();
 }
 
+window.addEventListener("online", () => {
+  if (serverLink?.pc && serverLink.pc.connectionState !== "new") openServerLink();
+});
+
 async function openServerLink() {
+  clearTimeout(serverLinkTimer);
   if (!serverLink || !recording || ended) return;
   try {
     const ack = await serverLink.open();
@@ -658,4 +678,16 @@ function addSegment(segment) {
   segments.set(segment.id, { segment, li });
   $("#transcript-status").textContent = "";
   if (atBottom) scroller.scrollTop = scroller.scrollHeight;
+}
+
+// ------------------------------------------------------------------ the demo client's link
+
+/**
+ * The admin page's "demo client link" opens this page with the demo client's token in the fragment (`#token=…`),
+ * which never reaches the server or its logs: keep it in this tab's session, as signing in would, and take it out of
+ * the address bar and the history before anything else runs.
+ */
+function takeTokenFromLink() {
+  const token = takeFragmentToken();
+  if (token) setToken(token);
 }
