@@ -105,6 +105,8 @@ class Cluster(ServerProcesses):
             "THERAPY_ENCRYPTION_KEYS": self.encryption_keys, "THERAPY_DATA_DIR": str(self.workdir / "data"),
             "THERAPY_MIGRATE_ON_START": "false", "THERAPY_LOG_LEVEL": "warning", "PYTHONUNBUFFERED": "1",
             "THERAPY_ALLOWED_ORIGINS": f"http://127.0.0.1:{port}",
+            # REDIS_URL alone would send utterances to Redis for transcription.worker processes, which none runs here
+            "THERAPY_TRANSCRIPTION_BACKEND": "threads",
         })
         env.update(self.extra_env)
         return env

@@ -104,7 +104,7 @@ def build_services(settings: Settings, *, clock: Clock | None = None, senders: d
     svc = Services(
         settings=settings, clock=clock, db=db, keyring=keyring, limiter=limiter, bus=bus, metrics=metrics,
         dispatcher=dispatcher, accounts=accounts, sio=sio, pool=pool, sweeper=Sweeper(pool, settings.pool_sweep_interval_s),
-        calls=calls, media=MediaHub(), transcriber=build_transcriber(settings), redis=redis_client,
+        calls=calls, media=MediaHub(), transcriber=build_transcriber(settings, clock), redis=redis_client,
     )
     svc.call_media = CallMedia(svc)
     svc.media.consumer_factory = svc.call_media.consumer
@@ -116,10 +116,14 @@ def build_services(settings: Settings, *, clock: Clock | None = None, senders: d
     return svc
 
 
-def build_transcriber(settings: Settings) -> TranscriptionBackend:
-    """Worker threads in this process (embedded), or, with `transcription_backend = "redis"`, a Redis Stream consumed
-    by `python -m transcription.worker` processes (this process then loads no model)."""
-    if settings.transcription_backend == "redis":
+def build_transcriber(settings: Settings, clock: Clock | None = None) -> TranscriptionBackend:
+    """Worker threads in this process (embedded), or a Redis Stream consumed by `python -m transcription.worker`
+    processes (this process then loads no model): `transcription_backend` "threads" or "redis", or "auto" (the
+    default): "redis" when REDIS_URL is set."""
+    backend = settings.transcription_backend
+    if backend == "auto":
+        backend = "redis" if settings.redis_url else "threads"
+    if backend == "redis":
         from core.errors import ConfigError
         from transcription.backends.redis import RedisBackend
 
@@ -127,7 +131,8 @@ def build_transcriber(settings: Settings) -> TranscriptionBackend:
             raise ConfigError("THERAPY_TRANSCRIPTION_BACKEND=redis needs REDIS_URL")
         return RedisBackend.from_url(settings.redis_url, settings.redis_prefix,
                                      stream_max=settings.transcription_stream_max,
-                                     claim_idle_ms=settings.transcription_claim_idle_ms)
+                                     claim_idle_ms=settings.transcription_claim_idle_ms,
+                                     clock=(clock or SystemClock()).monotonic)
     spec = ModelSpec(path=settings.whisper_model, device=settings.whisper_device, compute_type=settings.whisper_compute_type,
                      cpu_threads=settings.whisper_cpu_threads, workers=settings.transcription_workers)
     options = DecodeOptions(beam_size=settings.whisper_beam_size)
@@ -212,7 +217,7 @@ async def _lifecycle(app: web.Application) -> AsyncIterator[None]:
     for job in svc.background:
         await job.stop()
     await svc.media.close()
-    await svc.call_media.wait_idle()
+    await svc.call_media.shutdown(svc.settings.transcription_shutdown_s)  # the last utterances, stored (bounded)
     await svc.transcriber.stop()
     await svc.dispatcher.stop()
     await svc.bus.stop()

@@ -2,7 +2,28 @@
 
 from __future__ import annotations
 
+from typing import Any, Iterator
+
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+from prometheus_client.core import GaugeMetricFamily, Metric
+
+
+class TranscriptionLoad:
+    """`transcription_compute_per_audio{worker}`: one sample per decoding worker the transcriber knows of (in this
+    process, or the `transcription.worker` processes heard from in the last 30 s)."""
+
+    def __init__(self) -> None:
+        self.transcriber: Any = None
+
+    def collect(self) -> Iterator[Metric]:
+        family = GaugeMetricFamily(
+            "transcription_compute_per_audio",
+            "Decode seconds per second of audio over the last minute, per worker (past 1: falling behind)",
+            labels=["worker"])
+        loads = getattr(self.transcriber, "worker_loads", None)
+        for worker, ratio in sorted((loads() if loads is not None else {}).items()):
+            family.add_metric([worker], ratio)
+        yield family
 
 
 class Metrics:
@@ -18,10 +39,12 @@ class Metrics:
         self.socket_events = Counter("socketio_events", "Socket.IO events handled", ["event", "result"], registry=r)
         self.signins = Counter("signins", "Sign-in attempts", ["result"], registry=r)
         self.outbox_sent = Counter("outbox_messages_sent", "Outbox messages delivered", registry=r)
-        self.transcription_load = Gauge(
-            "transcription_compute_per_audio", "Decode seconds per second of audio over the last minute (past 1: falling behind)",
-            registry=r)
+        self.transcription_load = TranscriptionLoad()
+        r.register(self.transcription_load)  # type: ignore[arg-type]
         self.transcription_backlog = Gauge("transcription_backlog", "Utterances waiting to be decoded", registry=r)
+        self.transcription_unserved = Gauge(
+            "transcription_waiting_without_worker",
+            "1 while utterances wait in the Redis Stream and no transcription.worker was heard from for 30 s", registry=r)
         self.media_peers = Gauge("media_audio_peers", "Server audio peers open in this process", registry=r)
         self.media_dropped = Gauge("media_frames_dropped", "Audio frames dropped by sinks that fell behind (open peers)",
                                    registry=r)
@@ -47,10 +70,9 @@ class Metrics:
         """Read live figures from the services whenever /metrics is scraped."""
         transcriber = getattr(svc, "transcriber")
         media = getattr(svc, "media")
-        load = getattr(transcriber, "load", None)
-        if load is not None:
-            self.transcription_load.set_function(lambda: load.ratio)
+        self.transcription_load.transcriber = transcriber
         self.transcription_backlog.set_function(lambda: transcriber.backlog())
+        self.transcription_unserved.set_function(lambda: float(bool(getattr(transcriber, "unserved", False))))
         self.media_peers.set_function(lambda: len(media.peers))
         self.media_dropped.set_function(lambda: sum(
             sum(getattr(p.consumer, "dropped", {}).values()) for p in media.peers.values()))

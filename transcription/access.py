@@ -29,8 +29,14 @@ def require_recording_reader(call: Call | None, principal: Principal) -> None:
     require_therapist_member(call, principal)
 
 
+SEARCH_CHUNK = 200
+
+
 async def search(session: Any, keyring: Any, therapist_id: int, query: str, limit: int = 100) -> list[dict[str, Any]]:
-    """Segments of the therapist's own calls whose text contains `query` (decrypted here; no plain-text index)."""
+    """Segments of the therapist's own calls whose text contains `query` (decrypted here; no plain-text index). The
+    decryption runs in a worker thread, a chunk of segments at a time, so the event loop is never held by it."""
+    import asyncio
+
     from transcription.store import as_dict
 
     rows = (await session.scalars(
@@ -38,11 +44,13 @@ async def search(session: Any, keyring: Any, therapist_id: int, query: str, limi
         .where(Call.therapist_id == therapist_id).order_by(TranscriptSegment.call_id.desc(), TranscriptSegment.start_ms)
     )).all()
     needle = query.casefold()
-    found = []
-    for row in rows:
-        seg = as_dict(row, keyring)
-        if needle in seg["text"].casefold():
-            found.append(seg)
-            if len(found) >= limit:
-                break
-    return found
+
+    def matching(chunk: list[TranscriptSegment]) -> list[dict[str, Any]]:
+        return [seg for seg in (as_dict(row, keyring) for row in chunk) if needle in seg["text"].casefold()]
+
+    found: list[dict[str, Any]] = []
+    for i in range(0, len(rows), SEARCH_CHUNK):
+        found += await asyncio.to_thread(matching, list(rows[i:i + SEARCH_CHUNK]))
+        if len(found) >= limit:
+            break
+    return found[:limit]

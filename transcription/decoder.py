@@ -1,7 +1,11 @@
 """Decoding utterances with Whisper, several at once when several are waiting, with hallucination guards.
 
 Whisper pads every input to 30 s, so decoding utterances one by one spends most of the time on padding; the
-encoder and decoder of CTranslate2 take a batch, which is the lever for throughput. Silence never reaches here
+encoder and decoder of CTranslate2 take a batch, which is the lever for throughput. CTranslate2 decodes a batch in one
+`generate` call only when every prompt puts <|startoftranscript|> at the same position, so a speaker's prompt is
+their last committed words cut to a fixed number of tokens (`DecodeOptions.prompt_tokens`, from the left; a shorter
+history is cut to a multiple of `prompt_step`): after a speaker's first sentence or two every prompt has the same
+length, and the utterances waiting together decode together. Silence never reaches here
 (the VAD cuts it out); what Whisper still makes up is dropped by its no-speech probability, its compression ratio
 (repetition) and a list of phrases it is known to invent on near-silence.
 """
@@ -32,6 +36,8 @@ class Decoded:
     compression_ratio: float
     kept: bool
     why_dropped: str = ""
+    #: How many utterances were decoded together with this one (itself included), in one `generate` call.
+    batch: int = 1
 
 
 def _plain(text: str) -> str:
@@ -49,13 +55,17 @@ class Decoder:
         self.suppress = get_suppressed_tokens(self.tokenizer, [-1])
 
     def prompt_tokens(self, previous_text: str) -> list[int]:
-        words = previous_text.split()[-self.o.prompt_words:]
+        """The prompt of an utterance: the last `prompt_tokens` tokens of what the speaker said before (fewer when they
+        have said less, cut to a multiple of `prompt_step`, so prompts come in a handful of lengths)."""
+        words = previous_text.split()
         previous = self.tokenizer.encode(" " + " ".join(words)) if words else []
+        keep = min(self.o.prompt_tokens, len(previous) // self.o.prompt_step * self.o.prompt_step)
+        previous = previous[len(previous) - keep:] if keep else []
         return self.model.get_prompt(self.tokenizer, previous, without_timestamps=True)
 
     def decode(self, audios: Sequence[np.ndarray], previous_texts: Sequence[str]) -> list[Decoded]:
-        """Decode a batch (blocking: call from a worker thread). CTranslate2 wants every prompt of one `generate` call
-        to be as long, so the batch is decoded in groups of equal prompt length (one group when nobody has a prompt)."""
+        """Decode a batch (blocking: call from a worker thread), in one `generate` call per prompt length (one call
+        when every speaker has said a sentence or two, or nobody has said anything yet)."""
         if not audios:
             return []
         prompts = [self.prompt_tokens(p) for p in previous_texts]
@@ -71,10 +81,10 @@ class Decoder:
                 suppress_tokens=self.suppress,
             )
             for i, result in zip(members, results):
-                out[i] = self._judge(result)
+                out[i] = self._judge(result, len(members))
         return [d for d in out if d is not None]
 
-    def _judge(self, result: object) -> Decoded:
+    def _judge(self, result: object, batch: int = 1) -> Decoded:
         tokens = result.sequences_ids[0]  # type: ignore[attr-defined]
         text = self.tokenizer.decode(tokens).strip()
         avg_logprob = result.scores[0] * (len(tokens) ** 1.0) / (len(tokens) + 1)  # type: ignore[attr-defined]
@@ -90,4 +100,4 @@ class Decoder:
             why = "repetition"
         elif _plain(text) in KNOWN_INVENTIONS and (no_speech > 0.3 or confidence < 0.5):
             why = "invention"
-        return Decoded(text if not why else "", confidence, no_speech, ratio, not why, why)
+        return Decoded(text if not why else "", confidence, no_speech, ratio, not why, why, batch)

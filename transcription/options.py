@@ -30,4 +30,5 @@ class DecodeOptions:
     no_speech_threshold: float = 0.6
     log_prob_threshold: float = -1.0
     compression_ratio_threshold: float = 2.4
-    prompt_words: int = 24              # the speaker's last committed words, as a short prompt
+    prompt_tokens: int = 32             # the speaker's last committed words, as a short prompt of this many tokens
+    prompt_step: int = 8                # a shorter history is cut to a multiple of this (few lengths: they batch)

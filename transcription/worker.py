@@ -5,7 +5,9 @@ It reads utterances from the `<prefix>:tx:jobs` stream as a member of the consum
 per utterance to `<prefix>:tx:results` (the post and the acknowledgement in one transaction). Utterances a dead or
 stuck worker has held for longer than `claim_idle_ms` are taken over first; a live worker keeps the ones it is
 decoding fresh, so a long batch is not taken from it. It holds no encryption key and never logs text: the server
-processes store the text encrypted and delete the audio.
+processes store the text encrypted and delete the audio. Every few seconds it writes its compute time per audio
+second (over its last minute) to the `<prefix>:tx:workers` hash, which the servers export from `/metrics` as
+`transcription_compute_per_audio{worker=...}`; it logs `transcription.near_capacity` when that passes 0.8.
 
 Settings come from the same environment as the server (`REDIS_URL`, `THERAPY_REDIS_PREFIX`, `THERAPY_WHISPER_*`,
 `THERAPY_TRANSCRIPTION_MAX_BATCH`, `THERAPY_TRANSCRIPTION_CLAIM_IDLE_MS`); flags override them. Redis AUTH and TLS
@@ -34,7 +36,7 @@ from redis.exceptions import RedisError
 from core.logging import configure_logging, get_logger
 from core.settings import Settings, load_settings
 from transcription.backends.redis import (
-    WORKERS_GROUP, StreamKeys, consumer_name, ensure_group, forget_consumer, result_fields,
+    LOAD_EVERY_S, WORKERS_GROUP, StreamKeys, consumer_name, ensure_group, forget_consumer, publish_load, result_fields,
 )
 from transcription.decoder import Decoded, Decoder
 from transcription.jobs import UtteranceJob
@@ -52,13 +54,14 @@ Entry = tuple[str, dict[str, str]]
 
 class Worker:
     def __init__(self, redis: Any, prefix: str, decoder: Decoder, *, name: str | None = None, batch: int = 8,
-                 claim_idle_ms: int = 10_000, block_ms: int = 1000) -> None:
+                 claim_idle_ms: int = 10_000, block_ms: int = 1000, load: LoadMeter | None = None) -> None:
         self.redis, self.keys, self.decoder = redis, StreamKeys(prefix), decoder
         self.name = name or consumer_name("worker")
         self.batch, self.claim_idle_ms, self.block_ms = max(1, batch), claim_idle_ms, block_ms
         self.stopping = asyncio.Event()
-        self.load = LoadMeter()
+        self.load = load or LoadMeter(name=self.name)
         self.decoded = 0
+        self.beats = 0
         self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="whisper")
         self._own_history = True
         self._claim_cursor = "0-0"
@@ -79,6 +82,7 @@ class Worker:
                 if self.stopping.is_set():
                     return
         log.info("worker.started", worker=self.name, batch=self.batch, claim_idle_ms=self.claim_idle_ms)
+        heartbeat = asyncio.create_task(self._publish_load_every(LOAD_EVERY_S), name="worker-load")
         try:
             while not self.stopping.is_set():
                 try:
@@ -92,9 +96,27 @@ class Worker:
                         with contextlib.suppress(RedisError):
                             await ensure_group(self.redis, self.keys.jobs, WORKERS_GROUP)
         finally:
+            heartbeat.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await heartbeat
+            with contextlib.suppress(RedisError):
+                await self.redis.hdel(self.keys.workers, self.name)
             await forget_consumer(self.redis, self.keys.jobs, WORKERS_GROUP, self.name)
             self._pool.shutdown(wait=False)
             log.info("worker.stopped", worker=self.name, decoded=self.decoded)
+
+    async def publish_load(self) -> None:
+        """Tell the servers this worker is alive, and how hard it works (see `transcription.backends.redis`)."""
+        self.beats += 1
+        await publish_load(self.redis, self.keys, self.name, self.load.ratio, self.beats)
+
+    async def _publish_load_every(self, seconds: float) -> None:
+        while True:
+            try:
+                await self.publish_load()
+            except RedisError as exc:
+                log.warning("worker.load_publish_failed", error=type(exc).__name__)
+            await asyncio.sleep(seconds)
 
     # ------------------------------------------------------------------ reading
 

@@ -50,7 +50,9 @@ async def search_transcripts(request: web.Request, principal: Principal | None) 
     query = text(dict(request.query), "q", max_len=200, min_len=2)
     async with svc.db.session() as session:
         found = await search(session, svc.keyring, principal.user_id, query)
-    await log_access(svc.db, svc.clock, user_id=principal.user_id, call_id=None, action="search")
+    # one entry per call whose transcript was read by the search (one without a call when nothing matched)
+    for call_id in sorted({seg["call_id"] for seg in found}) or [None]:
+        await log_access(svc.db, svc.clock, user_id=principal.user_id, call_id=call_id, action="search")
     return json_response({"results": found})
 
 

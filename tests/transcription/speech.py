@@ -30,5 +30,12 @@ def pcm16k(name: str) -> np.ndarray:
         return np.frombuffer(w.readframes(w.getnframes()), dtype=np.int16).astype(np.float32) / 32768
 
 
+def noise(seconds: float, rate: int = 16000, seed: int = 7) -> np.ndarray:
+    """Not speech: white noise with mains hum under it (float32 in [-1, 1])."""
+    t = np.arange(int(rate * seconds)) / rate
+    hiss = np.random.default_rng(seed).standard_normal(len(t)) * 0.05
+    return (hiss + 0.1 * np.sin(2 * np.pi * 50 * t)).astype(np.float32)
+
+
 def wer(reference: str, hypothesis: str) -> float:
     return jiwer.wer(_normalise(reference), _normalise(hypothesis) or "<empty>")

@@ -16,7 +16,7 @@ from benchmarks._peers import PcmTrack, SimulatedMember, load_wav_48k
 from conftest import RunningServer, Sock, Users, open_call, wait_for
 from media.addresses import use_host_addresses
 from media.recorder import read_recording, recording_aad
-from speech import clip, manifest, wer
+from speech import clip, manifest, noise, wer
 from transcription.models import Recording, TranscriptAccess
 
 CLIENT_CLIP = "ls-test-clean_61-70968-0000.wav"      # 4.9 s
@@ -32,6 +32,10 @@ def loopback_ice() -> AsyncIterator[None]:
 
 def silence(seconds: float) -> np.ndarray:
     return np.zeros(int(48000 * seconds), dtype=np.int16)
+
+
+def noise_48k(seconds: float) -> np.ndarray:
+    return (noise(seconds, rate=48000) * 32767).astype(np.int16)
 
 
 async def call_with_members(server: RunningServer, users: Users, sockets, *, recording: bool = True):
@@ -51,14 +55,14 @@ async def test_client_speech_reaches_the_therapist_as_text_under_the_clients_nam
 ) -> None:
     call_id, (t_user, therapist, t_sock), (c_user, client, c_sock) = await call_with_members(server, users, sockets)
     try:
-        await therapist.open_server_link(PcmTrack(silence(7)))
+        await therapist.open_server_link(PcmTrack(np.concatenate([silence(2), noise_48k(5)])))
         await client.open_server_link(PcmTrack(load_wav_48k(str(clip(CLIENT_CLIP)), pad_s=1.5)))
         segment = (await t_sock.next("call.transcript", timeout=30))["segment"]
         assert segment["speaker"] == "client" and segment["final"] is True
         assert wer(manifest()[CLIENT_CLIP], segment["text"]) < 0.35, segment["text"]
         await asyncio.sleep(1.5)
         assert all(s["segment"]["speaker"] == "client" for s in t_sock.received("call.transcript")), \
-            "the therapist's silence makes no text"
+            "the therapist's silence and noise make no text"
         assert c_sock.received("call.transcript") == [], "the client does not receive the transcript"
 
         assert (await t_sock.call("call.hangup", {"call_id": call_id}))["ok"]
@@ -79,17 +83,20 @@ async def test_client_speech_reaches_the_therapist_as_text_under_the_clients_nam
 
         async with server.services.db.session() as session:
             stored = (await session.execute(text("SELECT text_enc FROM transcript_segments"))).scalars().all()
-            actions = {a.action for a in (await session.scalars(select(TranscriptAccess))).all()}
+            access = (await session.scalars(select(TranscriptAccess))).all()
         assert stored and all(segment["text"] not in s for s in stored), "encrypted at rest"
-        assert {"read", "download.txt", "download.vtt", "download.json", "search"} <= actions
+        assert {"read", "download.txt", "download.vtt", "download.json", "search"} <= {a.action for a in access}
+        assert [a.call_id for a in access if a.action == "search"] == [call_id], "the search logs the call it read"
         assert segment["text"] not in captured_logs.getvalue(), "transcript text never reaches the logs"
     finally:
         await therapist.close()
         await client.close()
 
 
-async def test_each_speaker_is_attributed_and_recorded_separately(server: RunningServer, users: Users, sockets) -> None:
-    call_id, (t_user, therapist, t_sock), (_, client, _) = await call_with_members(server, users, sockets)
+async def test_each_speaker_is_attributed_and_recorded_separately(
+    server: RunningServer, users: Users, sockets, http: aiohttp.ClientSession
+) -> None:
+    call_id, (t_user, therapist, t_sock), (c_user, client, _) = await call_with_members(server, users, sockets)
     try:
         await therapist.open_server_link(PcmTrack(np.concatenate([silence(0.5), load_wav_48k(str(clip(THERAPIST_CLIP)), pad_s=1.5)])))
         await client.open_server_link(PcmTrack(np.concatenate([silence(0.5), load_wav_48k(str(clip(CLIENT_CLIP)), pad_s=1.5)])))
@@ -112,6 +119,22 @@ async def test_each_speaker_is_attributed_and_recorded_separately(server: Runnin
             assert b"OggS" not in raw, "the recording is encrypted at rest"
             audio, complete = read_recording(Path(rec.path), server.services.keyring, recording_aad(call_id, rec.speaker_role))
             assert complete and len(audio) / 16000 > 3.0
+
+        base = f"{server.url}/api/calls/{call_id}/recordings"
+        async with http.get(base, headers=t_user.headers) as resp:
+            listed = (await resp.json())["recordings"]
+        assert sorted(r["speaker"] for r in listed) == ["client", "therapist"]
+        client_rec = next(r for r in listed if r["speaker"] == "client")
+        async with http.get(f"{base}/{client_rec['id']}", headers=t_user.headers) as resp:
+            assert resp.status == 200 and resp.content_type == "audio/ogg"
+            assert (await resp.read()).startswith(b"OggS"), "decrypted for the therapist"
+        for path in (base, f"{base}/{client_rec['id']}"):
+            async with http.get(path, headers=c_user.headers) as resp:
+                assert resp.status == 403, "recordings are for the therapist"
+        async with server.services.db.session() as session:
+            downloads = (await session.scalars(select(TranscriptAccess).where(
+                TranscriptAccess.action == "recording.download"))).all()
+        assert [(a.call_id, a.user_id) for a in downloads] == [(call_id, t_user.id)], "the download is in the access log"
     finally:
         await therapist.close()
         await client.close()
@@ -133,23 +156,36 @@ async def test_without_consent_nothing_is_recorded_or_transcribed(server: Runnin
 
 async def test_withdrawing_consent_mid_call_stops_recording_and_transcription(server: RunningServer, users: Users, sockets) -> None:
     call_id, (_, therapist, t_sock), (c_user, client, c_sock) = await call_with_members(server, users, sockets)
+    svc = server.services
     try:
         long_speech = np.concatenate([load_wav_48k(str(clip(CLIENT_CLIP)), pad_s=0.3)] * 3)
         await client.open_server_link(PcmTrack(long_speech))
-        consumers = server.services.media.consumers(call_id)
-        await wait_for(lambda: consumers.get("client") is not None and consumers["client"].frames > 50, timeout=15)
+        await therapist.open_server_link(PcmTrack(np.concatenate([silence(0.5), long_speech])))
+        consumers = svc.media.consumers(call_id)
+        await wait_for(lambda: all(consumers.get(r) is not None and consumers[r].frames > 50
+                                   for r in ("client", "therapist")), timeout=15)
         assert (await c_sock.call("call.recording.withdraw", {"call_id": call_id}))["ok"]
         for sock in (t_sock, c_sock):
             assert (await sock.next("call.recording"))["active"] is False
-        assert server.services.media.consumers(call_id) == {}, "the server's audio link is closed"
-        frames_at_stop = consumers["client"].frames
+        assert svc.media.consumers(call_id) == {}, "the server's audio links are closed"
+        for role in ("client", "therapist"):
+            await asyncio.wait_for(consumers[role].finished, 10)
+        await svc.transcriber.drain(call_id, 20)  # what was said before the withdrawal may still be transcribed
+        await asyncio.sleep(0.2)
+        async with svc.db.session() as session:
+            recordings = (await session.scalars(select(Recording).where(Recording.call_id == call_id))).all()
+        assert sorted(r.speaker_role for r in recordings) == ["client", "therapist"]
+        sizes = {r.path: Path(r.path).stat().st_size for r in recordings}
+        frames = {role: consumers[role].frames for role in ("client", "therapist")}
+        segments = len(t_sock.received("call.transcript"))
         again = await client.open_server_link(PcmTrack(silence(1)))
         assert again["error"]["code"] == "no_consent"
-        await asyncio.sleep(3)
-        assert consumers["client"].frames == frames_at_stop, "no more audio is received"
-        count = len(t_sock.received("call.transcript"))
-        await asyncio.sleep(1)
-        assert len(t_sock.received("call.transcript")) == count
+        await asyncio.sleep(3)  # both members' microphones keep sending meanwhile
+        assert {role: consumers[role].frames for role in frames} == frames, "no more audio is received"
+        assert {p: Path(p).stat().st_size for p in sizes} == sizes, "neither recording grows"
+        async with svc.db.session() as session:
+            assert len((await session.scalars(select(Recording).where(Recording.call_id == call_id))).all()) == 2
+        assert len(t_sock.received("call.transcript")) == segments, "nothing more is transcribed"
     finally:
         await therapist.close()
         await client.close()

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import threading
 from datetime import timedelta
+from typing import Any
 
 import numpy as np
 from sqlalchemy import select, update
@@ -10,9 +12,11 @@ from sqlalchemy import select, update
 from calls.models import Call, CallStatus
 from conftest import RunningServer, Users, open_call
 from core.clock import FrozenClock
+from fakes import GatedDecoder
 from media.recorder import OggOpusRecorder, recording_aad
 from signalling.transcripts import delete_expired_recordings, recover_interrupted
 from speech import manifest, pcm16k, wer
+from transcription.jobs import UtteranceJob
 from transcription.models import Recording
 from transcription.store import transcript
 
@@ -68,3 +72,50 @@ async def test_recordings_are_deleted_after_the_retention_period(server: Running
 
     assert not Path(row.path).exists()
     assert await transcript(server.services.db, server.services.keyring, call_id), "the transcript is kept"
+
+
+async def test_a_call_whose_backlog_outlasted_its_end_is_completed_by_the_sweep_once_its_utterances_are_stored(
+    server: RunningServer, users: Users, clock: FrozenClock, sockets: Any
+) -> None:
+    svc = server.services
+    gate = threading.Event()
+    svc.transcriber.decoder_factory = lambda: GatedDecoder(gate)
+    t_user, c_user = await users.therapist(), await users.client()
+    call_id = await open_call(server, t_user, c_user)
+    screen = await sockets(server, t_user, "therapist-screen")
+    try:
+        await svc.transcriber.submit(UtteranceJob(call_id=call_id, speaker_role="client", speaker_id=c_user.id, index=0,
+                                                  start_ms=1000, end_ms=3000, audio=np.zeros(32000, dtype=np.float32)))
+        async with svc.db.transaction() as session:  # ended; the end of the call gave up waiting for the backlog
+            await session.execute(update(Call).where(Call.id == call_id).values(status=CallStatus.ended, ended_at=clock.now()))
+        clock.advance(300)
+        assert await recover_interrupted(svc) == 0, "its utterance is still queued: not complete yet"
+        gate.set()
+        await svc.transcriber.drain(call_id, 10)
+        assert screen.received("call.transcript_complete") == []
+        assert await recover_interrupted(svc) == 1
+        assert (await screen.next("call.transcript_complete"))["call_id"] == call_id
+        async with svc.db.session() as session:
+            call = await session.get(Call, call_id)
+        assert call is not None and call.transcript_complete
+        assert len(await transcript(svc.db, svc.keyring, call_id)) == 1
+        assert await recover_interrupted(svc) == 0, "done once"
+    finally:
+        gate.set()
+        await screen.close()
+
+
+async def test_a_process_without_the_audio_links_does_not_complete_the_transcript_early(
+    server: RunningServer, users: Users, clock: FrozenClock
+) -> None:
+    """Every process ends a call's media; one that held no audio link of it must not mark the transcript complete
+    while another process's recording of that call is still being settled."""
+    call_id, rec = await crashed_recording(server, users)
+    await server.services.call_media._finish(call_id)  # this process has no link of the call
+    async with server.services.db.session() as session:
+        assert not (await session.get(Call, call_id)).transcript_complete, "a recording of it is still open"
+    async with server.services.db.transaction() as session:
+        await session.execute(update(Recording).where(Recording.id == rec.id).values(status="complete"))
+    await server.services.call_media._finish(call_id)
+    async with server.services.db.session() as session:
+        assert (await session.get(Call, call_id)).transcript_complete

@@ -379,12 +379,92 @@ async def _stream_empty(redis: Any, keys: StreamKeys) -> bool:
     return await redis.xlen(keys.jobs) == 0 and (await redis.xpending(keys.jobs, "workers"))["pending"] == 0
 
 
-def test_the_redis_backend_is_chosen_by_setting_and_needs_redis(make_settings: Any) -> None:
+async def test_redis_url_alone_sends_utterances_to_the_workers_unless_told_otherwise(make_settings: Any) -> None:
     from core.errors import ConfigError
     from signalling.app import build_transcriber
     from transcription.backends import ThreadedBackend
 
-    assert isinstance(build_transcriber(make_settings(redis_url=REDIS_URL)), ThreadedBackend), \
-        "REDIS_URL alone keeps transcription in the server process"
+    assert isinstance(build_transcriber(make_settings()), ThreadedBackend), "no Redis: the server transcribes"
+    chosen = build_transcriber(make_settings(redis_url=REDIS_URL))
+    assert isinstance(chosen, RedisBackend), "REDIS_URL alone: transcription.worker processes transcribe"
+    await chosen.redis.aclose()
+    assert isinstance(build_transcriber(make_settings(redis_url=REDIS_URL, transcription_backend="threads")),
+                      ThreadedBackend), "an explicit choice wins"
     with pytest.raises(ConfigError, match="REDIS_URL"):
         build_transcriber(make_settings(transcription_backend="redis"))
+
+
+async def test_each_workers_load_is_exported_by_the_servers_and_nearing_capacity_is_logged(
+    make_settings: Any, redis_prefix: str, captured_logs: Any
+) -> None:
+    from transcription.load import LoadMeter
+    from transcription.worker import Worker
+
+    clock = FrozenClock()
+    running = await start_server(make_settings(redis_url=REDIS_URL, redis_prefix=redis_prefix), clock=clock)
+    worker_redis = aioredis.from_url(REDIS_URL, decode_responses=True)
+    try:
+        backend = running.services.transcriber
+        assert isinstance(backend, RedisBackend)
+        load = LoadMeter(clock=clock.monotonic, name="gpu-1")
+        worker = Worker(worker_redis, redis_prefix, StubDecoder(), name="gpu-1", load=load)  # type: ignore[arg-type]
+        load.add(audio_s=10.0, compute_s=5.0)
+        assert "transcription.near_capacity" not in captured_logs.getvalue(), "half the time of the audio: fine"
+        clock.advance(30)
+        load.add(audio_s=10.0, compute_s=11.0)  # 16 s of compute for 20 s of audio over the last minute
+        warnings = [json.loads(line) for line in captured_logs.getvalue().splitlines() if "near_capacity" in line]
+        assert [(w["worker"], w["compute_per_audio"]) for w in warnings] == [("gpu-1", 0.8)]
+        await worker.publish_load()
+        await backend.watch_workers()
+        async with aiohttp.ClientSession() as http:
+            async with http.get(f"{running.url}/metrics") as resp:
+                exported = await resp.text()
+        assert 'transcription_compute_per_audio{worker="gpu-1"} 0.8' in exported, exported
+        assert "transcription_waiting_without_worker 0.0" in exported
+    finally:
+        await worker_redis.aclose()
+        await running.runner.cleanup()
+
+
+async def test_utterances_waiting_with_no_worker_are_flagged_and_logged_at_most_once_a_minute(
+    redis_prefix: str, captured_logs: Any
+) -> None:
+    from types import SimpleNamespace
+
+    from prometheus_client import generate_latest
+
+    from signalling.metrics import Metrics
+    from transcription.worker import Worker
+
+    clock = FrozenClock()
+    backend = RedisBackend.from_url(REDIS_URL, redis_prefix, clock=clock.monotonic)
+    metrics = Metrics()
+    metrics.watch(SimpleNamespace(transcriber=backend, media=SimpleNamespace(peers={})))
+    worker_redis = aioredis.from_url(REDIS_URL, decode_responses=True)
+
+    def warned() -> int:
+        return captured_logs.getvalue().count("transcription.no_worker")
+
+    def flagged() -> bool:
+        return "transcription_waiting_without_worker 1.0" in generate_latest(metrics.registry).decode()
+
+    try:
+        await backend.submit(utterance_jobs(SHORT, call_id=5)[0])
+        await backend.watch_workers()
+        assert not flagged() and warned() == 0, "a process just started gives the workers time to show up"
+        clock.advance(31)
+        await backend.watch_workers()
+        assert flagged() and warned() == 1
+        clock.advance(20)
+        await backend.watch_workers()
+        assert flagged() and warned() == 1, "at most once a minute"
+        worker = Worker(worker_redis, redis_prefix, StubDecoder(), name="cpu-1")  # type: ignore[arg-type]
+        await worker.publish_load()
+        await backend.watch_workers()
+        assert not flagged() and backend.worker_loads() == {"cpu-1": 0.0}
+        clock.advance(31)  # the worker went away without a word
+        await backend.watch_workers()
+        assert flagged() and warned() == 2 and backend.worker_loads() == {}
+    finally:
+        await worker_redis.aclose()
+        await backend.stop()

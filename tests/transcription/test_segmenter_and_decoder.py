@@ -5,9 +5,10 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from speech import manifest, pcm16k, wer
+from speech import manifest, noise, pcm16k, wer
 from transcription.decoder import Decoder
 from transcription.model import ModelSpec, load_model
+from transcription.options import SegmenterOptions
 from transcription.segmenter import Segmenter
 
 SHORT = "ls-test-clean_61-70968-0000.wav"
@@ -42,16 +43,19 @@ def test_the_same_audio_in_any_chunk_size_cuts_the_same() -> None:
 
 
 def test_long_speech_is_cut_at_the_maximum_length() -> None:
-    audio = pcm16k("mfa_acoustic_corpus_spontaneous.wav")
+    longest = SegmenterOptions().max_utterance_s
+    audio = pcm16k("mfa_acoustic_corpus_spontaneous.wav")  # 27 s of talk with only short pauses
     utterances = cut(audio)
-    assert max(u.end_s - u.start_s for u in utterances) <= Segmenter().o.max_utterance_s + 0.1
+    assert len(utterances) > 1 and max(u.end_s - u.start_s for u in utterances) <= longest + 0.1
+    assert any(b.start == a.end for a, b in zip(utterances, utterances[1:])), \
+        "speech still going at the maximum length is cut, and the next utterance carries on from the cut"
 
 
 def test_silence_and_noise_make_no_utterances() -> None:
     rng = np.random.default_rng(7)
     assert cut(np.zeros(16000 * 5, dtype=np.float32)) == []
-    noise = (rng.standard_normal(16000 * 5) * 0.05).astype(np.float32)
-    assert cut(noise) == []
+    assert cut((rng.standard_normal(16000 * 5) * 0.05).astype(np.float32)) == []
+    assert cut(noise(5)) == []
     hum = (0.2 * np.sin(2 * np.pi * 50 * np.arange(16000 * 5) / 16000)).astype(np.float32)
     assert cut(hum) == []
 
@@ -64,11 +68,23 @@ def test_utterances_decode_close_to_the_reference(decoder: Decoder) -> None:
         assert wer(refs[name], text) < 0.2, (name, text)
 
 
+HISTORIES = [  # what three speakers said before: different lengths, each longer than the prompt
+    "we talked about the garden last week and how the roses came back after the frost, which surprised everyone in "
+    "the family, my mother most of all, since she had said all winter that they were gone",
+    "I have been sleeping badly since the move, waking at four and lying there going over the same worries again "
+    "and again until it is light and time to get up for work",
+    "my brother called on Sunday for the first time in a year and we spoke for almost an hour about our father and "
+    "the house and what happens now that he is gone and the rest of us are left to sort it out",
+]
+
+
 def test_a_batch_decodes_like_one_by_one(decoder: Decoder) -> None:
-    audios = [u.audio for u in cut(pcm16k("jfk_inaugural-1961_ask-not.wav"))]
-    batch = [d.text for d in decoder.decode(audios, [""] * len(audios))]
-    single = [decoder.decode([a], [""])[0].text for a in audios]
-    assert batch == single
+    audios = [u.audio for u in cut(pcm16k("jfk_inaugural-1961_ask-not.wav"))][:3]
+    assert len({len(h.split()) for h in HISTORIES}) == 3, "prompts of different lengths"
+    batch = decoder.decode(audios, HISTORIES)
+    assert [d.batch for d in batch] == [3, 3, 3], "speakers with some history decode together, in one call"
+    single = [decoder.decode([a], [h])[0].text for a, h in zip(audios, HISTORIES)]
+    assert [d.text for d in batch] == single and all(single)
 
 
 def test_a_batch_with_different_prompts_decodes_every_utterance(decoder: Decoder) -> None:

@@ -40,6 +40,13 @@ class ThreadedBackend:
     def backlog(self) -> int:
         return self.queue.qsize()
 
+    async def pending(self, call_id: int) -> int:
+        """Utterances of the call submitted here and not yet through the sink."""
+        return self._pending.get(call_id, 0)
+
+    def worker_loads(self) -> dict[str, float]:
+        return {"embedded": self.load.ratio}
+
     async def submit(self, job: UtteranceJob) -> None:
         try:
             self.queue.put_nowait(job)

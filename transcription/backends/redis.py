@@ -10,6 +10,9 @@ Keys, all under `<prefix>:tx:`
 - `results`: stream of results (`meta` of the job, `text`, `confidence`, `no_speech_prob`, `compression_ratio`,
   `kept`, `why_dropped`, `job_id`, `worker`), consumer group `servers`; XACKed and XDELed once stored.
 - `pending:<call_id>`: utterances of the call submitted and not yet stored (any process can wait on it: `drain`).
+- `workers`: hash, one field per live worker (its consumer name): JSON `{"ratio": compute seconds per audio second
+  over its last minute, "beat": a counter}`, written every `LOAD_EVERY_S`; the hash expires when no worker writes
+  it. Server processes read it for `/metrics` and to notice utterances waiting with no worker to decode them.
 
 A consumer that dies leaves its entries pending in its group; live ones take them over with XAUTOCLAIM once they
 have been idle `claim_idle_ms`. A result may therefore be produced or handled twice: storage is keyed by utterance,
@@ -26,7 +29,7 @@ import socket
 import time
 import uuid
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Callable
 
 import numpy as np
 import redis.asyncio as aioredis
@@ -43,6 +46,13 @@ log = get_logger("transcription")
 WORKERS_GROUP = "workers"
 SERVERS_GROUP = "servers"
 PENDING_TTL_S = 24 * 3600
+#: How often a worker writes its load to the `workers` hash, and how long the hash lives without a write.
+LOAD_EVERY_S = 5.0
+WORKERS_TTL_S = 60
+#: A worker not heard from for this long counts as gone (metrics, the "no worker" warning).
+WORKER_SEEN_S = 30.0
+#: Fields of workers silent this long are removed from the hash by the server processes.
+WORKER_FORGET_S = 600.0
 #: A result whose sink keeps failing (database down) is retried this many times, then given up (and logged).
 MAX_SINK_ATTEMPTS = 5
 
@@ -85,6 +95,10 @@ class StreamKeys:
 
     def pending(self, call_id: int) -> str:
         return f"{self.prefix}:tx:pending:{call_id}"
+
+    @property
+    def workers(self) -> str:
+        return f"{self.prefix}:tx:workers"
 
 
 def consumer_name(kind: str) -> str:
@@ -147,12 +161,22 @@ def entry_ms(entry_id: str) -> int:
     return int(entry_id.split("-", 1)[0])
 
 
+async def publish_load(redis: Any, keys: StreamKeys, worker: str, ratio: float, beat: int) -> None:
+    """A worker's heartbeat: its compute-per-audio ratio, in the `workers` hash (see the module's docstring)."""
+    async with redis.pipeline(transaction=True) as pipe:
+        pipe.hset(keys.workers, worker, json.dumps({"ratio": round(ratio, 4), "beat": beat}))
+        pipe.expire(keys.workers, WORKERS_TTL_S)
+        await pipe.execute()
+
+
 class RedisBackend:
-    """The server side: submits utterances to the jobs stream and stores the results any worker posts."""
+    """The server side: submits utterances to the jobs stream and stores the results any worker posts; watches the
+    workers' heartbeats (their load for `/metrics`, and a warning when utterances wait and no worker is there).
+    `clock` (monotonic seconds) is injectable for tests."""
 
     def __init__(self, redis: Any, prefix: str, *, stream_max: int = 1000, claim_idle_ms: int = 10_000,
                  consumer: str | None = None, read_count: int = 32, block_ms: int = 1000,
-                 owns_client: bool = False) -> None:
+                 owns_client: bool = False, clock: Callable[[], float] = time.monotonic) -> None:
         self.redis, self.keys = redis, StreamKeys(prefix)
         self.stream_max, self.claim_idle_ms = stream_max, claim_idle_ms
         self.consumer = consumer or consumer_name("server")
@@ -168,6 +192,14 @@ class RedisBackend:
         self._next_prune = 0.0
         self._submit = redis.register_script(_SUBMIT)
         self._done = redis.register_script(_DONE)
+        self.clock = clock
+        #: worker name -> (its last heartbeat as read, when this process first read it, its ratio)
+        self._workers: dict[str, tuple[str, float, float]] = {}
+        self._worker_seen_at = clock()  # a fresh process gives workers WORKER_SEEN_S to show up
+        self._next_watch = 0.0
+        self._unserved_warned_at: float | None = None
+        #: True while utterances wait in the stream and no worker has been heard from for WORKER_SEEN_S.
+        self.unserved = False
 
     @classmethod
     def from_url(cls, url: str, prefix: str, **kwargs: Any) -> "RedisBackend":
@@ -197,7 +229,43 @@ class RedisBackend:
             log.warning("transcription.backlog_full", call_id=job.call_id, dropped=self.dropped, backlog=self._backlog)
 
     async def pending(self, call_id: int) -> int:
+        """Utterances of the call submitted by any process and not yet stored."""
         return int(await self.redis.get(self.keys.pending(call_id)) or 0)
+
+    def worker_loads(self) -> dict[str, float]:
+        """Compute per audio second of each worker heard from in the last WORKER_SEEN_S (as last read)."""
+        now = self.clock()
+        return {name: ratio for name, (_, seen, ratio) in self._workers.items() if now - seen < WORKER_SEEN_S}
+
+    async def watch_workers(self) -> None:
+        """Read the workers' heartbeats; flag (and log, at most once a minute) utterances waiting with no worker."""
+        now = self.clock()
+        beats = await self.redis.hgetall(self.keys.workers)
+        stale = []
+        for name, raw in beats.items():
+            known = self._workers.get(name)
+            if known is not None and known[0] == raw:
+                if now - known[1] >= WORKER_FORGET_S:
+                    stale.append(name)
+                continue
+            try:
+                ratio = float(json.loads(raw)["ratio"])
+            except (ValueError, KeyError, TypeError):
+                continue
+            self._workers[name] = (raw, now, ratio)
+        for name in [n for n in self._workers if n not in beats or n in stale]:
+            del self._workers[name]
+        if stale:
+            await self.redis.hdel(self.keys.workers, *stale)
+        self._worker_seen_at = max([self._worker_seen_at, *(seen for _, seen, _ in self._workers.values())])
+        self._backlog = int(await self.redis.xlen(self.keys.jobs))
+        self.unserved = self._backlog > 0 and now - self._worker_seen_at >= WORKER_SEEN_S
+        if not self.unserved:
+            self._unserved_warned_at = None  # the next time it happens is news again
+        elif self._unserved_warned_at is None or now - self._unserved_warned_at >= 60:
+            self._unserved_warned_at = now
+            log.warning("transcription.no_worker", backlog=self._backlog,
+                        silent_s=round(now - self._worker_seen_at), hint="start python -m transcription.worker")
 
     async def drain(self, call_id: int, timeout: float = 60.0) -> None:
         """Wait until every submitted utterance of the call has a stored result, whichever process stored it."""
@@ -226,6 +294,9 @@ class RedisBackend:
     async def _read_results(self) -> None:
         while True:
             try:
+                if self.clock() >= self._next_watch:
+                    self._next_watch = self.clock() + LOAD_EVERY_S
+                    await self.watch_workers()
                 entries = await self._claim_abandoned()
                 if not entries:
                     response = await self.redis.xreadgroup(
