@@ -1,6 +1,8 @@
 """E-mail verification and password reset, through one-time tokens sent via the outbox.
 
 Links carry the token in the URL fragment (`#token=`), so it never reaches a server log; the page posts it back.
+Every request that sends an e-mail is rate-limited per e-mail address and per client address
+(`limit_email_requests`), so no one can use the service to flood an inbox.
 """
 
 from __future__ import annotations
@@ -16,11 +18,26 @@ from accounts.models import TokenPurpose, User
 from accounts.passwords import hash_password
 from accounts.tokens import issue_action_token, revoke_all_auth_tokens, use_action_token
 from core.audit import record_audit
-from core.errors import Invalid
+from core.errors import Invalid, RateLimited
 from core.validation import only_fields
 from messaging.outbox import Channel, queue_message
 
 RESET_TTL_S = 3600
+
+
+async def limit_email_requests(ctx: AccountsContext, kind: str, email: str, address: str) -> None:
+    """Count one request for a `kind` of mail (`register`, `verify`, `reset`) to `email` from the client at IP
+    `address`; `RateLimited` (and nothing counted) once that e-mail address has had `email_requests_per_account` of
+    that kind, or that client `email_requests_per_address` of any kind, in the window. Kinds are counted apart, so
+    the limit on reset links behaves the same whether or not the e-mail address has just registered."""
+    s = ctx.settings
+    keys = ((f"mail:{kind}:{email}", s.email_requests_per_account), (f"mail:addr:{address}", s.email_requests_per_address))
+    for key, limit in keys:
+        wait = await ctx.limiter.peek(key, limit, s.email_requests_window_s)
+        if wait > 0:
+            raise RateLimited("too many e-mails asked for; try again later", retry_after=wait)
+    for key, limit in keys:
+        await ctx.limiter.hit(key, limit, s.email_requests_window_s)
 
 
 def queue_verification_email(ctx: AccountsContext, session: AsyncSession, user: User) -> None:
@@ -35,7 +52,14 @@ def queue_verification_email(ctx: AccountsContext, session: AsyncSession, user: 
     )
 
 
-async def resend_verification(ctx: AccountsContext, user_id: int) -> None:
+async def resend_verification(ctx: AccountsContext, user_id: int, address: str) -> None:
+    """A new verification link, unless the address is verified already (rate-limited as every e-mail request)."""
+    async with ctx.db.session() as session:
+        user = await session.get(User, user_id)
+        if user is None or user.email_verified_at is not None:
+            return
+        email = user.email
+    await limit_email_requests(ctx, "verify", email, address)
     async with ctx.db.transaction() as session:
         user = await session.get(User, user_id)
         if user is not None and user.email_verified_at is None:
@@ -57,10 +81,12 @@ async def verify_email(ctx: AccountsContext, data: Mapping[str, Any]) -> int:
         return user.id
 
 
-async def request_password_reset(ctx: AccountsContext, data: Mapping[str, Any]) -> None:
-    """Queue a reset link if the account exists; the answer is the same either way, so it reveals nothing."""
+async def request_password_reset(ctx: AccountsContext, data: Mapping[str, Any], address: str) -> None:
+    """Queue a reset link if the account exists; the answer is the same either way, so it reveals nothing (the rate
+    limit counts requests for unknown addresses too)."""
     only_fields(data, {"email"})
     email = v.email(data)
+    await limit_email_requests(ctx, "reset", email, address)
     async with ctx.db.transaction() as session:
         user = await session.scalar(select(User).where(User.email == email))
         if user is None:

@@ -11,11 +11,11 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from accounts import validation as v
 from accounts.context import AccountsContext
-from accounts.email_flows import queue_verification_email
+from accounts.email_flows import limit_email_requests, queue_verification_email
 from accounts.models import ApplicationStatus, ClientProfile, ReferralCode, Role, TherapistProfile, User
 from accounts.passwords import hash_password
 from accounts.policy import MINIMUM_AGE, age_on
-from accounts.tokens import issue_auth_token
+from accounts.tokens import IssuedToken, issue_auth_token
 from core.audit import record_audit
 from core.errors import Conflict, Invalid
 from core.validation import only_fields
@@ -38,23 +38,24 @@ def _new_user(ctx: AccountsContext, email: str, password_hash: str, role: Role, 
                 therapist=None, client=None)
 
 
-async def _commit_new_user(ctx: AccountsContext, session: AsyncSession, user: User) -> str:
+async def _commit_new_user(ctx: AccountsContext, session: AsyncSession, user: User) -> IssuedToken:
     """Flush the user, queue the verification e-mail, issue a first token, commit; e-mail races end as `email_taken`."""
     try:
         await session.flush()
         queue_verification_email(ctx, session, user)
-        token, _ = issue_auth_token(session, ctx.settings.secret_key, user.id, ctx.clock.now(), ctx.settings.token_ttl_s)
+        token, row = issue_auth_token(session, ctx.settings.secret_key, user.id, ctx.clock.now(), ctx.settings.token_ttl_s)
         record_audit(session, at=ctx.clock.now(), actor_id=user.id, action="account.created", subject_type="user", subject_id=user.id)
         await session.commit()
     except IntegrityError:
         await session.rollback()
         raise Conflict("an account with this e-mail address already exists", code="email_taken") from None
     ctx.outbox_kick()
-    return token
+    return IssuedToken(token, row.expires_at)
 
 
-async def register_client(ctx: AccountsContext, data: Mapping[str, Any]) -> tuple[User, str]:
-    """A new client account (anyone may register); returns the user and a bearer token."""
+async def register_client(ctx: AccountsContext, data: Mapping[str, Any], address: str) -> tuple[User, IssuedToken]:
+    """A new client account (anyone may register); returns the user and a bearer token. It sends a verification
+    e-mail, so it counts against the e-mail request limits of that e-mail address and of the client's IP `address`."""
     only_fields(data, CLIENT_FIELDS)
     email = v.email(data)
     password = v.password(data, ctx.settings.password_min_length)
@@ -67,6 +68,7 @@ async def register_client(ctx: AccountsContext, data: Mapping[str, Any]) -> tupl
         raise Invalid(f"you must be at least {MINIMUM_AGE} to use this service", code="too_young",
                       details={"field": "date_of_birth"})
     code = v.text(data, "referral_code", max_len=16, required=False).upper()
+    await limit_email_requests(ctx, "register", email, address)
     password_hash = await hash_password(password)
     async with ctx.db.session() as session:
         await _email_free(session, email)
@@ -88,14 +90,16 @@ async def register_client(ctx: AccountsContext, data: Mapping[str, Any]) -> tupl
     return user, token
 
 
-async def apply_as_therapist(ctx: AccountsContext, data: Mapping[str, Any]) -> tuple[User, str]:
-    """A therapist application: the account exists at once but stays `pending` until an admin approves it."""
+async def apply_as_therapist(ctx: AccountsContext, data: Mapping[str, Any], address: str) -> tuple[User, IssuedToken]:
+    """A therapist application: the account exists at once but stays `pending` until an admin approves it (which
+    needs the e-mail address verified first). Rate-limited as registration is."""
     only_fields(data, THERAPIST_FIELDS)
     email = v.email(data)
     password = v.password(data, ctx.settings.password_min_length)
     display_name = v.display_name(data)
     profile_fields = v.therapist_application(data, ctx.clock.now().date())
     profile_fields.update(v.therapist_profile(data, partial=False))
+    await limit_email_requests(ctx, "register", email, address)
     password_hash = await hash_password(password)
     async with ctx.db.session() as session:
         await _email_free(session, email)

@@ -94,6 +94,7 @@ def application(profile: TherapistProfile, user: User) -> dict[str, Any]:
         "id": user.id,
         "display_name": user.display_name,
         "email": user.email,
+        "email_verified": user.email_verified_at is not None,
         "qualifications": profile.qualifications,
         "registration_body": profile.registration_body,
         "registration_number": profile.registration_number,

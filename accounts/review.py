@@ -1,6 +1,8 @@
 """Vetting of therapist applications by admins: list them by status, approve or refuse, tell the therapist by e-mail.
 
-A refused therapist is taken off the pool at once (`available` False) and their referral codes stop working.
+Only an applicant whose e-mail address is verified can be approved (the address is how they are told, and how a
+password is reset). A refused therapist is taken off the pool at once (`available` False) and their referral codes
+stop working.
 """
 
 from __future__ import annotations
@@ -16,7 +18,7 @@ from accounts.context import AccountsContext
 from accounts.models import ApplicationStatus, ReferralCode, TherapistProfile, User
 from accounts.principal import Principal
 from core.audit import record_audit
-from core.errors import Invalid, NotFound
+from core.errors import Conflict, Invalid, NotFound
 from core.validation import only_fields
 from messaging.outbox import Channel, queue_message
 
@@ -83,6 +85,8 @@ async def _decide(
             raise NotFound("there is no such application")
         if profile.status is status:
             return Decision(profile, user, changed=False)
+        if status is ApplicationStatus.approved and user.email_verified_at is None:
+            raise Conflict("the applicant has not verified their e-mail address yet", code="email_not_verified")
         now = ctx.clock.now()
         profile.status = status
         profile.reviewed_at = now

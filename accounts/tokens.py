@@ -1,10 +1,15 @@
-"""Bearer tokens and one-time e-mail tokens: random, shown once, stored only as a keyed hash."""
+"""Bearer tokens and one-time e-mail tokens: random, shown once, stored only as a keyed hash.
+
+A bearer token slides: used when less than half of its lifetime is left, it is extended to a full lifetime again,
+never past an absolute maximum from its creation. A token in use therefore never runs out in the middle of a call.
+"""
 
 from __future__ import annotations
 
 import hashlib
 import hmac
 import secrets
+from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 from sqlalchemy import select, update
@@ -22,6 +27,14 @@ def new_token() -> str:
 
 def token_hash(secret_key: str, token: str) -> str:
     return hmac.new(secret_key.encode(), token.encode(), hashlib.sha256).hexdigest()
+
+
+@dataclass(frozen=True)
+class IssuedToken:
+    """A bearer token as its holder gets it: the secret itself (shown once) and when it expires unless used."""
+
+    token: str
+    expires_at: datetime
 
 
 def issue_auth_token(session: AsyncSession, secret_key: str, user_id: int, now: datetime, ttl_s: int) -> tuple[str, AuthToken]:
@@ -44,10 +57,29 @@ async def find_live_auth_token(session: AsyncSession, secret_key: str, token: st
     return row
 
 
-async def revoke_all_auth_tokens(session: AsyncSession, user_id: int, now: datetime) -> None:
-    await session.execute(
-        update(AuthToken).where(AuthToken.user_id == user_id, AuthToken.revoked_at.is_(None)).values(revoked_at=now)
-    )
+async def use_auth_token(
+    session: AsyncSession, secret_key: str, token: str, now: datetime, *, ttl_s: int, max_lifetime_s: int
+) -> AuthToken | None:
+    """The live token's row, its expiry slid forward when less than half of `ttl_s` is left (the caller commits).
+    None for an unknown, revoked or expired token, or one older than `max_lifetime_s`."""
+    row = await find_live_auth_token(session, secret_key, token, now)
+    if row is None:
+        return None
+    longest = row.created_at + timedelta(seconds=max_lifetime_s)
+    if now >= longest:
+        return None
+    if row.expires_at - now < timedelta(seconds=ttl_s / 2):
+        row.expires_at = max(row.expires_at, min(now + timedelta(seconds=ttl_s), longest))
+    return row
+
+
+async def revoke_all_auth_tokens(session: AsyncSession, user_id: int, now: datetime, *, keep_id: int | None = None) -> list[int]:
+    """Revoke the user's tokens (all but `keep_id`); the ids of those that were still live."""
+    query = update(AuthToken).where(AuthToken.user_id == user_id, AuthToken.revoked_at.is_(None))
+    if keep_id is not None:
+        query = query.where(AuthToken.id != keep_id)
+    revoked = await session.execute(query.values(revoked_at=now).returning(AuthToken.id, AuthToken.expires_at))
+    return [token_id for token_id, expires_at in revoked.all() if expires_at > now]
 
 
 def issue_action_token(

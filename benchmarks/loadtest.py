@@ -10,7 +10,8 @@ PostgreSQL database, or SQLite for one process; Redis when N > 1), with the loop
 (`THERAPY_MEDIA_HOST_ADDRESSES=127.0.0.1`, `THERAPY_ICE_LOOPBACK_ONLY=true`) and the per-client request limit raised
 (`THERAPY_REQUESTS_PER_CLIENT`). Or `--url URL` (repeat, or comma-separate, for several processes) drives a running
 one; accounts are then written straight into its database with `--database-url` and `--secret-key` (the servers'
-THERAPY_SECRET_KEY), else registered over REST and approved by an admin (`--admin-email`, ADMIN_PASSWORD).
+THERAPY_SECRET_KEY). (Over REST, clients could register, but therapists cannot be approved: an admin approves only
+a verified e-mail address, and the verification link goes to the applicant's mailbox.)
 Accounts are written with one precomputed argon2id hash and bearer tokens issued with the application's own
 `issue_auth_token` (`benchmarks.pool_race.create_accounts`); therapists start unavailable.
 
@@ -313,6 +314,10 @@ async def rest_accounts(url: str, therapists: int, clients: int, admin_email: st
 
     from benchmarks.pool_race import PASSWORD
 
+    if therapists:
+        raise SystemExit("therapists cannot be made over REST: an admin approves only an applicant whose e-mail "
+                         "address is verified, and the link goes to their mailbox. Give --database-url and "
+                         "--secret-key (accounts written straight into the database), or use --start-servers")
     password = os.environ.get("ADMIN_PASSWORD", "")
     if (therapists or clients) and not (admin_email and password):
         raise SystemExit("without --database-url, therapists are approved and clients' wallets credited over REST: "

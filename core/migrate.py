@@ -1,4 +1,8 @@
-"""Schema migrations (Alembic) run from code: on start-up in the embedded mode, or from the CLI in production."""
+"""Schema migrations (Alembic) run from code: on start-up in the embedded mode, or from the CLI in production.
+
+On PostgreSQL every upgrade and downgrade first takes a transaction-level advisory lock, so processes that start
+at the same time take turns: the second finds the schema already at head instead of failing halfway through.
+"""
 
 from __future__ import annotations
 
@@ -8,11 +12,22 @@ from alembic import command
 from alembic.config import Config
 from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
+from sqlalchemy import text
 from sqlalchemy.engine import Connection
+from sqlalchemy.ext.asyncio import AsyncConnection
 
 from core.db import Database
 
 MIGRATIONS_DIR = Path(__file__).resolve().parent.parent / "migrations"
+#: The `pg_advisory_xact_lock` key that schema changes hold (any fixed 64-bit number: b"therapy" read as one).
+MIGRATION_LOCK_KEY = int.from_bytes(b"therapy", "big")
+
+
+async def take_migration_lock(conn: AsyncConnection) -> None:
+    """On PostgreSQL, wait until no other session is changing the schema; held until `conn`'s transaction ends.
+    Taken before Alembic starts, so Alembic only ever sees the schema as the previous change left it."""
+    if conn.dialect.name == "postgresql":
+        await conn.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": MIGRATION_LOCK_KEY})
 
 
 def alembic_config(url: str = "") -> Config:
@@ -35,6 +50,7 @@ async def upgrade(db: Database, revision: str = "head") -> None:
         command.upgrade(cfg, revision)
 
     async with db.engine.begin() as conn:
+        await take_migration_lock(conn)
         await conn.run_sync(run)
 
 
@@ -45,6 +61,7 @@ async def downgrade(db: Database, revision: str) -> None:
         command.downgrade(cfg, revision)
 
     async with db.engine.begin() as conn:
+        await take_migration_lock(conn)
         await conn.run_sync(run)
 
 

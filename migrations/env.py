@@ -27,8 +27,11 @@ def _run(connection: Connection) -> None:
 
 
 async def _run_async(url: str) -> None:
+    from core.migrate import take_migration_lock
+
     engine = make_engine(url)
     async with engine.connect() as conn:
+        await take_migration_lock(conn)  # `alembic` run by hand takes turns with starting servers too
         await conn.run_sync(_run)
         await conn.commit()
     await engine.dispose()

@@ -152,6 +152,9 @@ ensure_node_modules() {  # npm ci when node_modules is missing or package-lock.j
     return
   fi
   if ! command -v npm >/dev/null; then
+    if [[ $(id -u) -ne 0 ]] && ! command -v sudo >/dev/null; then
+      die "npm is missing and cannot be installed without root or sudo. It is needed once, to fetch the browser's Socket.IO client (npm ci). Install Node.js with npm (Debian: 'apt-get install npm' as root, or from https://nodejs.org), then run this again."
+    fi
     say "npm: installing (apt-get install npm)"
     apt_install npm
   fi

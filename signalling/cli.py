@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import dataclasses
 import gc
 import getpass
 import os
+import socket
 import sys
-from typing import Sequence
+from typing import Any, Sequence
 
 from core.errors import AppError, ConfigError
 from core.logging import configure_logging, get_logger
@@ -39,6 +41,17 @@ def _settings(args: argparse.Namespace) -> Settings:
     return load_settings(settings_file=args.settings, overrides=overrides)
 
 
+def _bind(host: str, port: int) -> socket.socket:
+    """A listening socket on `host`:`port` (port 0: a free one, chosen by the system)."""
+    family, kind, proto, _, address = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE)[0]
+    sock = socket.socket(family, kind, proto)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    sock.bind(address)
+    sock.listen(128)
+    sock.setblocking(False)
+    return sock
+
+
 def serve(settings: Settings) -> None:
     import uvloop
     from aiohttp import web
@@ -47,6 +60,11 @@ def serve(settings: Settings) -> None:
     from signalling.eventloop import freeze_heap, tune_gc
 
     log = get_logger("cli")
+    sock = None
+    if settings.port == 0:
+        # Bind first, so the public URL and the allowed origins derived from the port name the real one.
+        sock = _bind(settings.host, 0)
+        settings = dataclasses.replace(settings, port=sock.getsockname()[1])
     log.info("server.config", **{k: v for k, v in settings.redacted().items() if k in ("env", "host", "port", "data_dir")})
     tune_gc(settings)   # process-wide, so here rather than in the app (tests build many apps in one process)
     loop = uvloop.new_event_loop()
@@ -59,8 +77,9 @@ def serve(settings: Settings) -> None:
 
     app.on_startup.append(settle_heap)
 
+    where: dict[str, Any] = {"sock": sock} if sock is not None else {"host": settings.host, "port": settings.port}
     web.run_app(
-        app, host=settings.host, port=settings.port, loop=loop, access_log=None, print=lambda message: print(message, flush=True),
+        app, **where, loop=loop, access_log=None, print=lambda message: print(message, flush=True),
         shutdown_timeout=settings.shutdown_timeout_s, handle_signals=True,
     )
 

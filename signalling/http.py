@@ -164,6 +164,8 @@ async def core_middleware(request: web.Request, handler: Callable[[web.Request],
         return response
     except AppError as err:
         status = err.status
+        if err.status >= 500:  # our failure, not the client's (a DecryptionError: a key missing, a tampered row)
+            log.error("http.server_error", route=route, method=request.method, code=err.code, error=type(err).__name__)
         return error_response(err)
     except web.HTTPException as exc:
         status = exc.status

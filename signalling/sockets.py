@@ -168,6 +168,8 @@ def attach_socket_handlers(svc: Services, registry: EventRegistry = EVENTS) -> N
                 return {"ok": True, **(reply or {})}
             except AppError as err:
                 result = err.code
+                if err.status >= 500:  # our failure, not the client's (a DecryptionError: a key missing, a tampered row)
+                    log.error("socket.server_error", socket_event=event.name, code=err.code, error=type(err).__name__)
                 return error_ack(err)
             except Exception:
                 result = "internal"

@@ -310,6 +310,11 @@ class Users:
             await approve_therapist(self.server, user.id)
         return user
 
+    async def verify_email(self, user: User) -> None:
+        """Follow the link of the verification e-mail, as its owner would (an admin approves only a verified
+        applicant)."""
+        await verify_email(self.server, self.http, user.email)
+
     async def admin(self) -> User:
         from accounts.registration import create_admin
 
@@ -340,6 +345,22 @@ async def deposit_at(database_url: str, user_id: int, pence: int = CLIENT_DEPOSI
         return await credit_wallet(db, SystemClock(), user_id, pence, key=f"test-deposit:{uuid.uuid4().hex}")
     finally:
         await db.dispose()
+
+
+async def verify_email(server: RunningServer, http: aiohttp.ClientSession, email: str) -> None:
+    """Open the link of the latest verification e-mail to `email`: its token posted back, as the page does."""
+    import re
+
+    from messaging.outbox import messages_for
+
+    svc = server.services
+    async with svc.db.session() as session:
+        mails = await messages_for(session, svc.keyring, email, "verify_email")
+    assert mails, f"no verification e-mail was queued for {email}"
+    match = re.search(r"/verify-email#token=([A-Za-z0-9_-]+)", mails[-1].body)
+    assert match, "the verification e-mail carries its link"
+    async with http.post(f"{server.url}/api/auth/verify-email", json={"token": match.group(1)}) as resp:
+        assert resp.status == 200, await resp.text()
 
 
 async def approve_therapist(server: RunningServer, user_id: int) -> None:

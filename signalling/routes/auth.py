@@ -1,4 +1,5 @@
-"""Registration, sign-in and sign-out, e-mail verification, password reset, and the signed-in user's account."""
+"""Registration, sign-in and sign-out, e-mail verification, password reset and change, and the signed-in user's
+account."""
 
 from __future__ import annotations
 
@@ -7,6 +8,7 @@ from aiohttp import web
 from accounts import email_flows, registration, representation, signin
 from accounts.models import User
 from accounts.principal import Principal
+from accounts.tokens import IssuedToken
 from core.validation import boolean
 from signalling.access import Access
 from signalling.http import client_address, endpoint, json_response, read_json, services
@@ -15,23 +17,29 @@ from signalling.sockets import disconnect_user
 routes = web.RouteTableDef()
 
 
-def _signed_in(request: web.Request, user: User, token: str, status: int = 200) -> web.Response:
+def _token(issued: IssuedToken) -> dict[str, str]:
+    return {"token": issued.token, "expires_at": issued.expires_at.isoformat()}
+
+
+def _signed_in(request: web.Request, user: User, issued: IssuedToken, status: int = 200) -> web.Response:
     svc = services(request)
-    return json_response({"token": token, "user": representation.me(user, svc.clock.now())}, status=status)
+    return json_response({**_token(issued), "user": representation.me(user, svc.clock.now())}, status=status)
 
 
 @routes.post("/api/auth/register")
 @endpoint(Access.public)
 async def register(request: web.Request, _: Principal | None) -> web.Response:
-    user, token = await registration.register_client(services(request).accounts, await read_json(request))
-    return _signed_in(request, user, token, status=201)
+    svc = services(request)
+    user, issued = await registration.register_client(svc.accounts, await read_json(request), client_address(request))
+    return _signed_in(request, user, issued, status=201)
 
 
 @routes.post("/api/auth/apply")
 @endpoint(Access.public)
 async def apply(request: web.Request, _: Principal | None) -> web.Response:
-    user, token = await registration.apply_as_therapist(services(request).accounts, await read_json(request))
-    return _signed_in(request, user, token, status=201)
+    svc = services(request)
+    user, issued = await registration.apply_as_therapist(svc.accounts, await read_json(request), client_address(request))
+    return _signed_in(request, user, issued, status=201)
 
 
 @routes.post("/api/auth/signin")
@@ -39,12 +47,12 @@ async def apply(request: web.Request, _: Principal | None) -> web.Response:
 async def sign_in(request: web.Request, _: Principal | None) -> web.Response:
     svc = services(request)
     try:
-        user, token = await signin.sign_in(svc.accounts, await read_json(request), client_address(request))
+        user, issued = await signin.sign_in(svc.accounts, await read_json(request), client_address(request))
     except Exception:
         svc.metrics.signins.labels("refused").inc()
         raise
     svc.metrics.signins.labels("ok").inc()
-    return _signed_in(request, user, token)
+    return _signed_in(request, user, issued)
 
 
 @routes.post("/api/auth/signout")
@@ -63,7 +71,7 @@ async def sign_out(request: web.Request, principal: Principal | None) -> web.Res
 @endpoint(Access.user)
 async def refresh(request: web.Request, principal: Principal | None) -> web.Response:
     assert principal is not None
-    return json_response({"token": await signin.refresh(services(request).accounts, principal)})
+    return json_response(_token(await signin.refresh(services(request).accounts, principal)))
 
 
 @routes.post("/api/auth/verify-email")
@@ -77,14 +85,14 @@ async def verify_email(request: web.Request, _: Principal | None) -> web.Respons
 @endpoint(Access.user)
 async def resend_verification(request: web.Request, principal: Principal | None) -> web.Response:
     assert principal is not None
-    await email_flows.resend_verification(services(request).accounts, principal.user_id)
+    await email_flows.resend_verification(services(request).accounts, principal.user_id, client_address(request))
     return json_response({"queued": True}, status=202)
 
 
 @routes.post("/api/auth/password-reset")
 @endpoint(Access.public)
 async def password_reset(request: web.Request, _: Principal | None) -> web.Response:
-    await email_flows.request_password_reset(services(request).accounts, await read_json(request))
+    await email_flows.request_password_reset(services(request).accounts, await read_json(request), client_address(request))
     return json_response({"queued": True}, status=202)
 
 
@@ -94,6 +102,16 @@ async def password_reset_confirm(request: web.Request, _: Principal | None) -> w
     svc = services(request)
     user_id = await email_flows.reset_password(svc.accounts, await read_json(request))
     await disconnect_user(svc, user_id)
+    return web.Response(status=204)
+
+
+@routes.post("/api/me/password")
+@endpoint(Access.user)
+async def change_password(request: web.Request, principal: Principal | None) -> web.Response:
+    assert principal is not None
+    svc = services(request)
+    for token_id in await signin.change_password(svc.accounts, principal, await read_json(request)):
+        await disconnect_user(svc, principal.user_id, token_id)   # the other sessions' sockets; this one stays
     return web.Response(status=204)
 
 

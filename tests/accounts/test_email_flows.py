@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import re
+from typing import Callable
 
 import aiohttp
 
-from conftest import PASSWORD, RunningServer, Users, wait_for
+from conftest import PASSWORD, RunningServer, Users, start_server, wait_for
 from core.clock import FrozenClock
+from core.settings import Settings
 from messaging.outbox import OutboxMessage, OutboxStatus, messages_for
 
 
@@ -86,11 +88,84 @@ async def test_reset_link_expires(server: RunningServer, users: Users, http: aio
         assert resp.status == 400 and (await resp.json())["error"]["code"] == "bad_token"
 
 
+async def delivered(server: RunningServer, email: str) -> list[str]:
+    """The kinds of the messages to `email` that have been delivered (to the log, in the embedded mode)."""
+    async with server.services.db.session() as session:
+        rows = (await session.execute(OutboxMessage.__table__.select().where(OutboxMessage.recipient == email))).all()
+    return sorted(r.kind for r in rows if r.status == OutboxStatus.sent)
+
+
 async def test_secret_links_never_reach_the_logs(server: RunningServer, users: Users, http: aiohttp.ClientSession, captured_logs) -> None:
     client = await users.client()
     async with http.post(f"{server.url}/api/auth/password-reset", json={"email": client.email}) as resp:
         assert resp.status == 202
-    await wait_for(lambda: "message.delivered_to_log" in captured_logs.getvalue())
+    async def both_delivered() -> bool:
+        return await delivered(server, client.email) == ["reset_password", "verify_email"]
+
+    await wait_for(both_delivered)
+    assert captured_logs.getvalue().count("message.delivered_to_log") == 2
     for kind, path in (("verify_email", "verify-email"), ("reset_password", "reset-password")):
         [mail] = await outbox(server, client.email, kind)
         assert token_from(mail.body, path) not in captured_logs.getvalue()
+
+
+async def post(http: aiohttp.ClientSession, url: str, body: dict | None = None, **kw: object) -> tuple[int, dict, str | None]:
+    async with http.post(url, json=body if body is not None else {}, **kw) as resp:
+        return resp.status, await resp.json(), resp.headers.get("Retry-After")
+
+
+async def test_reset_requests_are_limited_per_email_the_same_whether_the_account_exists(
+    server: RunningServer, users: Users, http: aiohttp.ClientSession, clock: FrozenClock
+) -> None:
+    client = await users.client()
+    limit = server.services.settings.email_requests_per_account
+    url = f"{server.url}/api/auth/password-reset"
+    known = [await post(http, url, {"email": client.email}) for _ in range(limit + 1)]
+    unknown = [await post(http, url, {"email": "nobody@example.org"}) for _ in range(limit + 1)]
+    assert known == unknown, "the answers do not tell whether there is an account"
+    assert [status for status, _, _ in known] == [202] * limit + [429]
+    _, body, retry_after = known[-1]
+    assert body["error"]["code"] == "rate_limited" and retry_after is not None
+    assert len(await outbox(server, client.email, "reset_password")) == limit, "no mail queued over the limit"
+
+    clock.advance(server.services.settings.email_requests_window_s)
+    assert (await post(http, url, {"email": client.email}))[0] == 202
+
+
+async def test_resending_the_verification_link_is_limited(server: RunningServer, users: Users, http: aiohttp.ClientSession) -> None:
+    client = await users.client()
+    limit = server.services.settings.email_requests_per_account
+    url = f"{server.url}/api/auth/resend-verification"
+    statuses = [(await post(http, url, headers=client.headers))[0] for _ in range(limit + 1)]
+    assert statuses == [202] * limit + [429]
+    assert len(await outbox(server, client.email, "verify_email")) == 1 + limit
+
+
+async def test_mail_sending_requests_are_limited_per_client_address(
+    make_settings: Callable[..., Settings], clock: FrozenClock, http: aiohttp.ClientSession
+) -> None:
+    running = await start_server(make_settings(trusted_proxies="127.0.0.1", email_requests_per_address=3), clock=clock)
+    try:
+        sender = {"X-Forwarded-For": "203.0.113.9"}
+
+        def client_body(n: int) -> dict:
+            return {"email": f"flood{n}@example.org", "password": PASSWORD, "display_name": "F", "date_of_birth": "1990-01-01"}
+
+        for n in range(3):
+            assert (await post(http, f"{running.url}/api/auth/register", client_body(n), headers=sender))[0] == 201
+        status, body, _ = await post(http, f"{running.url}/api/auth/register", client_body(3), headers=sender)
+        assert (status, body["error"]["code"]) == (429, "rate_limited")
+        status, _, _ = await post(http, f"{running.url}/api/auth/signin", {"email": "flood3@example.org", "password": PASSWORD})
+        assert status == 401, "no account was made"
+        assert await outbox(running, "flood3@example.org", "verify_email") == []
+        status, _, _ = await post(http, f"{running.url}/api/auth/password-reset", {"email": "flood0@example.org"}, headers=sender)
+        assert status == 429, "every kind of mail counts for the address"
+        therapist_body = {**client_body(4), "qualifications": "MSc", "registration_body": "BACP", "registration_number": "1",
+                          "insurance_provider": "X", "insurance_expiry": "2031-01-01"}
+        del therapist_body["date_of_birth"]
+        assert (await post(http, f"{running.url}/api/auth/apply", therapist_body, headers=sender))[0] == 429
+
+        elsewhere = {"X-Forwarded-For": "198.51.100.7"}
+        assert (await post(http, f"{running.url}/api/auth/register", client_body(3), headers=elsewhere))[0] == 201
+    finally:
+        await running.runner.cleanup()

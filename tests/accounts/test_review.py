@@ -26,7 +26,8 @@ async def test_admin_lists_applications_by_status(server: RunningServer, users: 
     pending = expect(await api("GET", APPS, admin), 200).body["applications"]
     assert [a["id"] for a in pending] == [first.id, second.id]
     assert pending[0] == {
-        "id": first.id, "display_name": "Dr First", "email": first.email, "qualifications": "MSc Counselling",
+        "id": first.id, "display_name": "Dr First", "email": first.email, "email_verified": False,
+        "qualifications": "MSc Counselling",
         "registration_body": "BACP", "registration_number": "123456", "insurance_provider": "Balens",
         "insurance_expiry": "2030-01-01", "applied_at": applied_at.isoformat(), "status": "pending",
         "reviewed_at": None, "reviewed_by": None,
@@ -43,6 +44,7 @@ async def test_approval_lets_the_therapist_work_and_tells_them(server: RunningSe
     admin, therapist = await users.admin(), await users.therapist(approved=False)
     expect(await api("PUT", "/api/me/availability", therapist, json={"available": True}), 403, "not_approved")
 
+    await users.verify_email(therapist)
     reply = expect(await api("POST", f"{APPS}/{therapist.id}/approve", admin), 200).body
     assert (reply["status"], reply["reviewed_by"], reply["reviewed_at"]) == ("approved", admin.id, clock.now().isoformat())
     assert (await api.me(therapist))["therapist"]["status"] == "approved"
@@ -57,6 +59,23 @@ async def test_approval_lets_the_therapist_work_and_tells_them(server: RunningSe
     assert again == reply, "approving twice changes nothing"
     assert len(await outbox(server, therapist.email, "application_approved")) == 1
     assert len(await audit_events(server, "application.approved")) == 1
+
+
+async def test_an_applicant_is_approved_only_once_their_email_is_verified(server: RunningServer, users: Users, api: Api) -> None:
+    admin, therapist = await users.admin(), await users.therapist(approved=False)
+    [listed] = expect(await api("GET", APPS, admin), 200).body["applications"]
+    assert listed["email_verified"] is False, "the admin sees that the address is not verified"
+
+    refused = expect(await api("POST", f"{APPS}/{therapist.id}/approve", admin), 409, "email_not_verified")
+    assert "verified" in refused.body["error"]["message"]
+    assert (await api.me(therapist))["therapist"]["status"] == "pending"
+    assert await outbox(server, therapist.email, "application_approved") == []
+    assert await audit_events(server, "application.approved") == []
+
+    await users.verify_email(therapist)
+    [listed] = expect(await api("GET", APPS, admin), 200).body["applications"]
+    assert listed["email_verified"] is True
+    assert expect(await api("POST", f"{APPS}/{therapist.id}/approve", admin), 200).body["status"] == "approved"
 
 
 async def test_refusal_takes_the_therapist_off_the_pool(server: RunningServer, users: Users, api: Api) -> None:
@@ -124,6 +143,8 @@ async def test_review_on_both_databases(
     try:
         api, users = Api(running, http), Users(running, http)
         admin, therapist = await users.admin(), await users.therapist(approved=False)
+        expect(await api("POST", f"{APPS}/{therapist.id}/approve", admin), 409, "email_not_verified")
+        await users.verify_email(therapist)
         expect(await api("POST", f"{APPS}/{therapist.id}/approve", admin), 200)
         expect(await api("PUT", "/api/me/availability", therapist, json={"available": True}), 200)
         expect(await api("POST", "/api/therapist/referral-codes", therapist), 201)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from datetime import datetime, timedelta
 from typing import Callable
 
 import aiohttp
@@ -98,12 +99,9 @@ async def test_expired_and_forged_tokens_are_refused(server: RunningServer, user
     for header in ({"Authorization": "Bearer forged-token"}, {"Authorization": "Basic abc"}, {}, {"Authorization": "Bearer " + "x" * 5000}):
         async with http.get(f"{server.url}/api/me", headers=header) as resp:
             assert resp.status == 401
-    clock.advance(server.services.settings.token_ttl_s - 60)
+    clock.advance(server.services.settings.token_ttl_s + 1)
     async with http.get(f"{server.url}/api/me", headers=client.headers) as resp:
-        assert resp.status == 200, "still valid just before expiry"
-    clock.advance(120)
-    async with http.get(f"{server.url}/api/me", headers=client.headers) as resp:
-        assert resp.status == 401
+        assert resp.status == 401, "a token not used within its lifetime has expired"
 
 
 async def test_state_changing_request_from_a_foreign_origin_is_refused(server: RunningServer, http: aiohttp.ClientSession) -> None:
@@ -123,3 +121,43 @@ async def test_passwords_and_tokens_never_reach_the_logs(server: RunningServer, 
     await signin(http, server, "c@example.org", secret)
     await signin(http, server, "c@example.org", secret + "wrong")
     assert token not in canary.logs.getvalue()
+
+
+async def test_signin_and_refresh_say_when_the_token_expires(server: RunningServer, users: Users, http: aiohttp.ClientSession, clock: FrozenClock) -> None:
+    client = await users.client()
+    ttl = timedelta(seconds=server.services.settings.token_ttl_s)
+    _, body = await signin(http, server, client.email, PASSWORD)
+    assert datetime.fromisoformat(body["expires_at"]) == clock.now() + ttl
+    clock.advance(60)
+    async with http.post(f"{server.url}/api/auth/refresh", headers={"Authorization": f"Bearer {body['token']}"}) as resp:
+        fresh = await resp.json()
+    assert set(fresh) == {"token", "expires_at"} and datetime.fromisoformat(fresh["expires_at"]) == clock.now() + ttl
+
+
+async def test_a_token_in_use_slides_until_its_absolute_maximum(server: RunningServer, users: Users, http: aiohttp.ClientSession, clock: FrozenClock) -> None:
+    """Used when less than half of its lifetime is left, a token gets a full lifetime again, so it never runs out
+    in the middle of a call; but never past `token_max_lifetime_s` from sign-in."""
+    settings = server.services.settings
+    client = await users.client()
+    _, body = await signin(http, server, client.email, PASSWORD)
+    headers = {"Authorization": f"Bearer {body['token']}"}
+    signed_in_at, first_expiry = clock.now(), datetime.fromisoformat(body["expires_at"])
+    step = settings.token_ttl_s * 0.6  # each use comes with 40 % of the lifetime left: it slides every time
+    while clock.now() + timedelta(seconds=step) < signed_in_at + timedelta(seconds=settings.token_max_lifetime_s):
+        clock.advance(step)
+        async with http.get(f"{server.url}/api/me", headers=headers) as resp:
+            assert resp.status == 200, f"refused {clock.now() - signed_in_at} after sign-in"
+    assert clock.now() > first_expiry, "the token outlived its first expiry"
+    clock.set(signed_in_at + timedelta(seconds=settings.token_max_lifetime_s))
+    async with http.get(f"{server.url}/api/me", headers=headers) as resp:
+        assert resp.status == 401 and (await resp.json())["error"]["code"] == "invalid_token"
+
+
+async def test_a_token_not_used_in_time_still_expires(server: RunningServer, users: Users, http: aiohttp.ClientSession, clock: FrozenClock) -> None:
+    client = await users.client()
+    clock.advance(server.services.settings.token_ttl_s * 0.4)
+    async with http.get(f"{server.url}/api/me", headers=client.headers) as resp:
+        assert resp.status == 200, "more than half its lifetime left: nothing to slide"
+    clock.advance(server.services.settings.token_ttl_s * 0.6 + 1)
+    async with http.get(f"{server.url}/api/me", headers=client.headers) as resp:
+        assert resp.status == 401

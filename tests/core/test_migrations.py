@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import asyncio
+
 from alembic.autogenerate import compare_metadata
 from alembic.runtime.migration import MigrationContext
 from sqlalchemy import inspect
 
+from conftest import wait_for
 from core import migrate
 from core.db import Base, Database
 from migrations import load_models
@@ -45,4 +48,39 @@ async def test_models_and_migrations_agree(database_url: str) -> None:
             )
         assert diff == []
     finally:
+        await db.dispose()
+
+
+async def test_concurrent_upgrades_on_postgres_take_turns(postgres_url: str) -> None:
+    """Several processes starting at once with `migrate_on_start`: each upgrade waits for the one before (an
+    advisory lock), then finds the schema at head, instead of failing on tables the other just created."""
+    dbs = [Database(postgres_url) for _ in range(4)]
+    try:
+        await asyncio.wait_for(asyncio.gather(*(migrate.upgrade(db) for db in dbs)), 60)
+        for db in dbs:
+            assert await migrate.current_revision(db) == migrate.head_revision()
+    finally:
+        for db in dbs:
+            await db.dispose()
+
+
+async def test_an_upgrade_waits_while_another_session_changes_the_schema(postgres_url: str) -> None:
+    """The lock is PostgreSQL's, so it holds across processes: here another session holds it by hand."""
+    import asyncpg
+
+    other = await asyncpg.connect(postgres_url.replace("postgresql+asyncpg://", "postgresql://", 1))
+    db = Database(postgres_url)
+    try:
+        await other.execute("SELECT pg_advisory_lock($1)", migrate.MIGRATION_LOCK_KEY)
+        upgrading = asyncio.create_task(migrate.upgrade(db))
+        waiting = "SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND NOT granted"
+        await wait_for(lambda: other.fetchval(waiting))
+        assert not upgrading.done()
+        assert await migrate.current_revision(db) is None, "nothing changed while the other session holds the lock"
+
+        await other.execute("SELECT pg_advisory_unlock($1)", migrate.MIGRATION_LOCK_KEY)
+        await asyncio.wait_for(upgrading, 60)
+        assert await migrate.current_revision(db) == migrate.head_revision()
+    finally:
+        await other.close()
         await db.dispose()

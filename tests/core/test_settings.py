@@ -36,6 +36,8 @@ def test_precedence_file_then_environment_then_overrides(tmp_path: Path) -> None
         ({"THERAPY_ALLOWED_ORIGINS": "*"}, "THERAPY_ALLOWED_ORIGINS"),
         ({"THERAPY_TRUSTED_PROXIES": "not-an-ip"}, "THERAPY_TRUSTED_PROXIES"),
         ({"THERAPY_TOKEN_TTL_S": "60"}, "THERAPY_TOKEN_TTL_S"),
+        ({"THERAPY_TOKEN_MAX_LIFETIME_S": "7200"}, "THERAPY_TOKEN_MAX_LIFETIME_S"),
+        ({"THERAPY_EMAIL_REQUESTS_PER_ADDRESS": "0"}, "THERAPY_EMAIL_REQUESTS_PER_ACCOUNT"),
     ],
 )
 def test_bad_values_name_the_variable(env: dict[str, str], fragment: str) -> None:
@@ -63,6 +65,28 @@ def test_production_refuses_to_start_without_its_secrets() -> None:
     with pytest.raises(ConfigError, match="at least 32"):
         load_settings({"THERAPY_ENV": "production", "THERAPY_SECRET_KEY": "short", "THERAPY_ENCRYPTION_KEYS": "k1:x",
                        "THERAPY_METRICS_TOKEN": "m", "THERAPY_PUBLIC_URL": "https://therapy.example"})
+
+
+PRODUCTION = {
+    "THERAPY_ENV": "production", "THERAPY_SECRET_KEY": "p" * 40, "THERAPY_ENCRYPTION_KEYS": "k1:x",
+    "THERAPY_METRICS_TOKEN": "m", "THERAPY_PUBLIC_URL": "https://therapy.example", "THERAPY_EMAIL_BACKEND": "smtp",
+}
+
+
+def test_production_migrates_from_the_command_line_unless_told_otherwise() -> None:
+    assert load_settings({}).migrate_on_start is True, "the embedded mode migrates on start"
+    assert load_settings(PRODUCTION).migrate_on_start is False
+    assert load_settings({**PRODUCTION, "THERAPY_MIGRATE_ON_START": "true"}).migrate_on_start is True
+    assert load_settings({}, overrides={**{k.removeprefix("THERAPY_").lower(): v for k, v in PRODUCTION.items()},
+                                        "migrate_on_start": True}).migrate_on_start is True
+
+
+def test_production_refuses_to_deliver_mail_to_the_log() -> None:
+    with pytest.raises(ConfigError, match="THERAPY_EMAIL_BACKEND=log"):
+        load_settings({**PRODUCTION, "THERAPY_EMAIL_BACKEND": "log"})
+    with pytest.raises(ConfigError, match="THERAPY_EMAIL_BACKEND"):  # log is the default
+        load_settings({k: v for k, v in PRODUCTION.items() if k != "THERAPY_EMAIL_BACKEND"})
+    assert load_settings({**PRODUCTION, "THERAPY_ENV": "development", "THERAPY_EMAIL_BACKEND": "log"}).email_backend == "log"
 
 
 def test_development_secrets_are_generated_once_and_kept(tmp_path: Path) -> None:

@@ -7,6 +7,7 @@ import asyncio
 import contextlib
 import json
 import os
+import re
 import signal
 import sys
 import time
@@ -203,3 +204,38 @@ async def test_migrate_downgrade_and_create_admin_from_the_command_line(tmp_path
             assert data["user"]["role"] == "admin"
         assert await stop(server) == 0
     assert admin_password not in server.output()
+
+
+async def test_port_zero_allows_the_origin_of_the_port_it_got(tmp_path: Path) -> None:
+    """`--port 0`: the public URL and the default allowed origins name the port the system gave."""
+    stdout, stderr = tmp_path / "server.stdout", tmp_path / "server.stderr"
+    with stdout.open("wb") as out, stderr.open("wb") as err:
+        proc = await asyncio.create_subprocess_exec(
+            PYTHON, "-m", "signalling", "--host", "127.0.0.1", "--port", "0", "--data-dir", str(tmp_path / "data"),
+            cwd=ROOT, env=server_env(THERAPY_ENV="development"), stdout=out, stderr=err,
+        )
+    server = Process(proc, stdout, stderr)
+    try:
+        deadline = time.monotonic() + START_TIMEOUT_S
+        while not (match := re.search(r"Running on http://127\.0\.0\.1:(\d+)", stdout.read_text(errors="replace"))):
+            if proc.returncode is not None or time.monotonic() > deadline:
+                pytest.fail(f"the server did not start:\n{server.output()[-3000:]}")
+            await asyncio.sleep(0.1)
+        port = int(match.group(1))
+        assert port != 0
+        server.url = f"http://127.0.0.1:{port}"
+        assert await wait_healthy(server)
+        body = {"email": "zero@example.org", "password": PASSWORD, "display_name": "Zero", "date_of_birth": "1990-05-17"}
+        async with aiohttp.ClientSession() as http:
+            async with http.post(f"{server.url}/api/auth/register", json=body, headers={"Origin": server.url}) as resp:
+                assert resp.status == 201, await resp.text()
+            async with http.post(f"{server.url}/api/auth/password-reset", json={"email": body["email"]},
+                                 headers={"Origin": "http://127.0.0.1:0"}) as resp:
+                assert (resp.status, (await resp.json())["error"]["code"]) == (403, "bad_origin")
+        config = next(json.loads(line) for line in stderr.read_text().splitlines() if '"server.config"' in line)
+        assert config["port"] == port
+        assert await stop(server) == 0
+    finally:
+        if proc.returncode is None:
+            proc.kill()
+            await proc.wait()

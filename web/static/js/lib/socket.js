@@ -6,10 +6,11 @@ import { getToken, toSignIn } from "./api.js";
 /**
  * Open the connection. `onStatus(state)` hears "online", "offline" and "reconnecting". The server closes a
  * connection itself when the user's status changes (an admin approved a therapist): reconnect with the same token;
- * a revoked token then fails with invalid_token and the user signs in again.
+ * a revoked token then fails with invalid_token and the user signs in again. The token is read at every
+ * (re)connection, so a reconnect always sends the token the page holds now.
  */
 export function connectSocket({ onStatus } = {}) {
-  const socket = io({ auth: { token: getToken() }, transports: ["websocket"], reconnectionDelayMax: 4000 });
+  const socket = io({ auth: (cb) => cb({ token: getToken() }), transports: ["websocket"], reconnectionDelayMax: 4000 });
   socket.on("connect", () => onStatus?.("online"));
   socket.on("connect_error", (err) => {
     if (err?.data?.code === "invalid_token") {
