@@ -13,12 +13,15 @@ import contextlib
 import os
 import subprocess
 import sys
+import re
+import shutil
 import time
 import urllib.error
 import urllib.request
 import uuid
 import wave
-from collections.abc import Iterator
+import weakref
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -32,6 +35,10 @@ from conftest import IN_CI, ROOT, SPEECH_DIR, free_port
 
 CHROMIUM = os.environ.get("CHROMIUM_PATH", "/usr/bin/chromium")
 ARTIFACTS = ROOT / "test-artifacts"
+#: The README's screenshots: `shot(..., readme=NAME)` refreshes docs/screenshots/NAME.png when this variable is set
+#: (`E2E_README_SCREENSHOTS=1 .venv/bin/pytest tests/e2e/test_quick_connect.py`).
+README_SHOTS = ROOT / "docs" / "screenshots"
+UPDATE_README_SHOTS = os.environ.get("E2E_README_SCREENSHOTS", "").lower() in ("1", "true", "yes")
 PASSWORD = "e2e password 123"
 PHONE = {"width": 360, "height": 740}
 VENV_PYTHON = ROOT / ".venv" / "bin" / "python"
@@ -59,7 +66,7 @@ class E2EServer:
         return self.log_path.read_text(errors="replace")
 
 
-def _server_env(port: int) -> dict[str, str]:
+def _server_env(port: int, settings: dict[str, str] | None = None) -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith("THERAPY_") and k not in ("DATABASE_URL", "REDIS_URL")}
     env.update({
         "THERAPY_ENV": "development",
@@ -68,6 +75,7 @@ def _server_env(port: int) -> dict[str, str]:
         "THERAPY_ALLOWED_ORIGINS": f"http://127.0.0.1:{port}",
         "PYTHONUNBUFFERED": "1",
     })
+    env.update(settings or {})
     return env
 
 
@@ -99,9 +107,10 @@ def require_browser_setup() -> None:
         pytest.skip(message)
 
 
-def start_server(workdir: Path) -> E2EServer:
-    """`python -m signalling --host 127.0.0.1 --port P --data-dir D` with loopback-only ICE, plus an admin account
-    made with `create-admin` beforehand. A port found free may be taken before the server binds it: try again."""
+def start_server(workdir: Path, settings: dict[str, str] | None = None) -> E2EServer:
+    """`python -m signalling --host 127.0.0.1 --port P --data-dir D` with loopback-only ICE (and `settings`, more
+    THERAPY_* variables), plus an admin account made with `create-admin` beforehand. A port found free may be taken
+    before the server binds it: try again."""
     data_dir = workdir / "data"
     admin = subprocess.run(
         [PYTHON, "-m", "signalling", "--data-dir", str(data_dir), "create-admin", "--email", ADMIN_EMAIL],
@@ -114,7 +123,7 @@ def start_server(workdir: Path) -> E2EServer:
         with log_path.open("wb") as log:
             proc = subprocess.Popen(
                 [PYTHON, "-m", "signalling", "--host", "127.0.0.1", "--port", str(port), "--data-dir", str(data_dir)],
-                cwd=ROOT, env=_server_env(port), stdout=log, stderr=subprocess.STDOUT,
+                cwd=ROOT, env=_server_env(port, settings), stdout=log, stderr=subprocess.STDOUT,
             )
         url = f"http://127.0.0.1:{port}"
         if _healthy(url, proc, 60):
@@ -123,10 +132,12 @@ def start_server(workdir: Path) -> E2EServer:
     raise AssertionError(f"the server did not start; see {workdir}:\n{log_path.read_text(errors='replace')[-3000:]}")
 
 
-def running_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[E2EServer]:
-    """The body of each test module's `e2e_server` fixture: the real server process, stopped afterwards."""
+def running_server(tmp_path_factory: pytest.TempPathFactory,
+                   settings: dict[str, str] | None = None) -> Iterator[E2EServer]:
+    """The body of each test module's `e2e_server` fixture: the real server process (with `settings`, more THERAPY_*
+    variables), stopped afterwards."""
     require_browser_setup()
-    server = start_server(tmp_path_factory.mktemp("e2e-server"))
+    server = start_server(tmp_path_factory.mktemp("e2e-server"), settings)
     try:
         yield server
     finally:
@@ -177,13 +188,58 @@ def silence_wav(path: Path, seconds: float = 180.0) -> Path:
     return _write_wav(path, _silence(seconds))
 
 
+HEADLESS_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run", "--disable-background-networking",
+                 "--disable-component-update", "--disable-sync", "--allow-loopback-in-peer-connection"]
+
+
 def chromium_args(wav: Path) -> list[str]:
-    return [
-        "--use-fake-ui-for-media-stream", "--use-fake-device-for-media-stream",
-        f"--use-file-for-fake-audio-capture={wav}%noloop", "--allow-loopback-in-peer-connection",
-        "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run", "--disable-background-networking",
-        "--disable-component-update", "--disable-sync",
-    ]
+    """A fake camera, and a fake microphone playing `wav`, both allowed without asking."""
+    return ["--use-fake-ui-for-media-stream", "--use-fake-device-for-media-stream",
+            f"--use-file-for-fake-audio-capture={wav}%noloop", *HEADLESS_ARGS]
+
+
+Launch = Callable[[list[str]], Awaitable[Any]]
+#: Each page's name as given to `PageProblems.watch`, for the screenshots of a failed test.
+_PAGE_NAMES: "weakref.WeakKeyDictionary[Any, str]" = weakref.WeakKeyDictionary()
+
+
+@contextlib.asynccontextmanager
+async def chromium_processes(request: pytest.FixtureRequest) -> AsyncIterator[Launch]:
+    """`launch(args)` starts a Chromium process for the test; all are closed after it. When the test failed, every
+    page still open is saved first, as test-artifacts/failed/<test>/<page name>.png (see `PageProblems.watch`)."""
+    from playwright.async_api import async_playwright
+
+    failed_before = request.session.testsfailed  # the call's report is counted before fixtures are torn down
+    browsers: list[Any] = []
+    async with async_playwright() as pw:
+        async def launch(args: list[str]) -> Any:
+            browsers.append(await pw.chromium.launch(executable_path=CHROMIUM, args=args))
+            return browsers[-1]
+
+        try:
+            yield launch
+        finally:
+            if request.session.testsfailed > failed_before:
+                await save_open_pages(request.node.name, browsers)
+            for browser in reversed(browsers):
+                with contextlib.suppress(Exception):
+                    await browser.close()
+
+
+async def save_open_pages(test_name: str, browsers: list[Any]) -> list[Path]:
+    """A screenshot of every page still open in `browsers`, under test-artifacts/failed/<test>/."""
+    folder = ARTIFACTS / "failed" / re.sub(r"[^\w.-]+", "_", test_name)
+    shutil.rmtree(folder, ignore_errors=True)
+    folder.mkdir(parents=True)
+    saved = []
+    pages = [page for browser in browsers for context in browser.contexts for page in context.pages]
+    for n, page in enumerate(pages, 1):
+        name = re.sub(r"[^\w.-]+", "_", _PAGE_NAMES.get(page, "page"))
+        path = folder / f"{n:02d}-{name}.png"
+        with contextlib.suppress(Exception):  # a crashed or closing page: save the others
+            await page.screenshot(path=str(path), full_page=True, timeout=5_000)
+            saved.append(path)
+    return saved
 
 
 # ------------------------------------------------------------------ what a page received, and what went wrong in it
@@ -231,6 +287,7 @@ class PageProblems:
     errors: list[str] = field(default_factory=list)
 
     def watch(self, page: Any, name: str) -> None:
+        _PAGE_NAMES[page] = name
         page.on("pageerror", lambda exc: self.errors.append(f"{name}: uncaught {exc}"))
 
         def on_console(msg: Any) -> None:
@@ -296,21 +353,51 @@ async def wait_connected(page: Any) -> None:
     await page.wait_for_function("() => window.__therapyCall?.pc?.connectionState === 'connected'", timeout=20_000)
 
 
+async def verify_email(http: aiohttp.ClientSession, server: "E2EServer", email: str) -> None:
+    """Follow the link of the verification e-mail to `email`, as its owner would: its token, read from the server's
+    outbox (its SQLite file, decrypted with the keys in its data folder), posted back as the page does. An admin
+    approves only a therapist whose address is verified."""
+    import json
+    import re
+
+    from core.crypto import Keyring
+    from core.db import Database
+    from messaging.outbox import messages_for
+
+    keyring = Keyring.from_spec(json.loads((server.data_dir / "secrets.json").read_text())["encryption_keys"])
+    db = Database(f"sqlite+aiosqlite:///{(server.data_dir / 'therapy.db').resolve()}")
+    try:
+        async with db.session() as session:
+            mails = await messages_for(session, keyring, email, "verify_email")
+    finally:
+        await db.dispose()
+    assert mails, f"no verification e-mail was queued for {email}"
+    match = re.search(r"/verify-email#token=([A-Za-z0-9_-]+)", mails[-1].body)
+    assert match, "the verification e-mail carries its link"
+    await rest(http, server, "POST", "/api/auth/verify-email", json={"token": match.group(1)})
+
+
 async def make_people(http: aiohttp.ClientSession, server: "E2EServer", *, client: str, therapist: str,
-                      rate_pence: int = 100, client_credit_pence: int = 0) -> dict[str, Any]:
-    """A client and an approved therapist (charging `rate_pence` a minute), made over REST, and the admin; with
-    `client_credit_pence` in the client's wallet. E-mail addresses come from the first word of each name."""
+                      rate_pence: int = 100, client_credit_pence: int = 0,
+                      client_born: str = "1988-02-03") -> dict[str, Any]:
+    """A client (born on `client_born`; an under-18 gets a guardian's consent recorded by the admin) and an approved
+    therapist (charging `rate_pence` a minute), made over REST, and the admin; with `client_credit_pence` in the
+    client's wallet. E-mail addresses come from the first word of each name."""
     run = uuid.uuid4().hex[:6]
     client_email = f"{client.split()[0].lower()}-{run}@example.org"
     therapist_email = f"{therapist.split()[-2].lower()}-{run}@example.org"
     client_made = await rest(http, server, "POST", "/api/auth/register", json={
-        "email": client_email, "password": PASSWORD, "display_name": client, "date_of_birth": "1988-02-03"})
+        "email": client_email, "password": PASSWORD, "display_name": client, "date_of_birth": client_born})
     therapist_made = await rest(http, server, "POST", "/api/auth/apply", json={
         "email": therapist_email, "password": PASSWORD, "display_name": therapist, "qualifications": "MSc",
         "registration_body": "BACP", "registration_number": "42", "insurance_provider": "Balens",
         "insurance_expiry": "2031-01-01", "rate_pence_per_minute": rate_pence})
     admin = await rest(http, server, "POST", "/api/auth/signin", json={"email": ADMIN_EMAIL, "password": ADMIN_PASSWORD})
+    await verify_email(http, server, therapist_email)
     await rest(http, server, "POST", f"/api/admin/applications/{therapist_made['user']['id']}/approve", admin["token"])
+    if client_made["user"]["client"]["minor"]:
+        await rest(http, server, "POST", f"/api/admin/clients/{client_made['user']['id']}/guardian-consent",
+                   admin["token"], json={"guardian_name": "Pat", "guardian_relationship": "mother"})
     if client_credit_pence:
         await credit_client(http, server, admin["token"], client_made["user"]["id"], client_credit_pence)
     return {"client": client_made, "therapist": therapist_made, "admin": admin, "client_email": client_email,
@@ -322,6 +409,10 @@ async def fits_the_screen(page: Any) -> None:
     assert width[0] <= width[1], f"{page.url} scrolls sideways on a phone: {width}"
 
 
-async def shot(page: Any, name: str) -> None:
+async def shot(page: Any, name: str, *, readme: str | None = None) -> None:
+    """A full-page screenshot as test-artifacts/NAME.png; one the README shows also goes to docs/screenshots/README.png
+    when E2E_README_SCREENSHOTS is set."""
     ARTIFACTS.mkdir(exist_ok=True)
     await page.screenshot(path=str(ARTIFACTS / f"{name}.png"), full_page=True)
+    if readme and UPDATE_README_SHOTS:
+        shutil.copyfile(ARTIFACTS / f"{name}.png", README_SHOTS / f"{readme}.png")

@@ -29,10 +29,10 @@ from urllib.parse import urlsplit
 
 import aiohttp
 import pytest
-from playwright.async_api import Browser, Page, async_playwright, expect
+from playwright.async_api import Browser, Page, expect
 
 from e2e_support import (
-    CHROMIUM, PASSWORD, PHONE, E2EServer, PageProblems, chromium_args, fits_the_screen, go_available,
+    PASSWORD, PHONE, E2EServer, PageProblems, chromium_args, chromium_processes, fits_the_screen, go_available,
     ledger_earnings, make_people, rest, running_server, shot, silence_wav, wait_connected,
 )
 
@@ -51,15 +51,10 @@ def e2e_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[E2EServer]:
 
 
 @pytest.fixture
-async def browser(tmp_path: Path) -> AsyncIterator[Browser]:
+async def browser(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[Browser]:
     """One Chromium process with a fake camera and a silent fake microphone (every party here may join a call)."""
-    async with async_playwright() as pw:
-        silent = silence_wav(tmp_path / "silence.wav")
-        chromium = await pw.chromium.launch(executable_path=CHROMIUM, args=chromium_args(silent))
-        try:
-            yield chromium
-        finally:
-            await chromium.close()
+    async with chromium_processes(request) as launch:
+        yield await launch(chromium_args(silence_wav(tmp_path / "silence.wav")))
 
 
 async def page_for(browser: Browser, server: E2EServer, token: str, problems: PageProblems, name: str,
@@ -155,7 +150,7 @@ async def test_a_client_tops_up_by_card_and_sees_the_balance_change_live_and_a_d
         await expect(history).to_have_count(2)
         await expect(history.first).to_contain_text("+£10.00")
         assert await page.evaluate("() => window.__sameDocument === true"), "the page reloaded"
-        await shot(page, "08-client-wallet")
+        await shot(page, "08-client-wallet", readme="client-wallet")
 
         # ------------------------------------------------------------ the CSV, fetched with the token and saved
         async with page.expect_download() as download_info:
@@ -242,7 +237,7 @@ async def test_a_therapist_requests_a_withdrawal_and_an_admin_marks_its_invoice_
         row = therapist.locator(f"[data-withdrawal-id='{withdrawal_id}']")
         await expect(row.locator(".badge")).to_have_text("Invoice received")
         await expect(row).to_contain_text(long_day(payout_date))
-        await shot(therapist, "09-therapist-earnings")
+        await shot(therapist, "09-therapist-earnings", readme="therapist-earnings")
         await therapist.set_viewport_size(PHONE)
         await fits_the_screen(therapist)
         await admin.set_viewport_size(PHONE)

@@ -10,11 +10,13 @@ client on a phone-sized screen (a Chromium process of its own, whose fake microp
 2. Chat both ways; the therapist's notes save and come back after a reload (which also exercises rejoining); the
    client's page never has notes.
 3. The client's words appear in the therapist's live transcript under "Client", nothing under "You".
-4. The therapist hangs up; both see the end; the call log shows the transcript (searchable), notes and chat.
+4. The therapist hangs up; both see the end; the call log shows who ended it, the transcript (searchable), notes,
+   chat and the recordings (downloadable); a search across all the therapist's transcripts finds the client's words.
 5. The canary written into the notes never reaches the client's browser (every websocket frame and response body),
    nor the server's log.
 
-Screenshots of the key screens go to test-artifacts/.
+Screenshots of the key screens go to test-artifacts/ (two of them to docs/screenshots/ for the README with
+E2E_README_SCREENSHOTS=1).
 """
 
 from __future__ import annotations
@@ -30,12 +32,12 @@ from typing import Any
 import aiohttp
 import pytest
 from PIL import Image
-from playwright.async_api import Browser, BrowserContext, Page, async_playwright, expect
+from playwright.async_api import Browser, BrowserContext, Page, expect
 
 from conftest import CANARY
 from e2e_support import (
-    ADMIN_EMAIL, ADMIN_PASSWORD, CHROMIUM, SPEECH_WORDS, E2EServer, PageProblems, Received, chromium_args,
-    credit_client, go_available, rest, running_server, shot, silence_wav, speech_wav, wait_connected,
+    ADMIN_EMAIL, ADMIN_PASSWORD, SPEECH_WORDS, E2EServer, PageProblems, Received, chromium_args, chromium_processes,
+    credit_client, go_available, rest, running_server, shot, silence_wav, speech_wav, verify_email, wait_connected,
 )
 
 pytestmark = pytest.mark.slow
@@ -52,17 +54,26 @@ TRANSCRIPT_TIMEOUT_MS = 30_000
 
 
 @pytest.fixture
-async def browsers(tmp_path: Path) -> AsyncIterator[tuple[Browser, Browser]]:
+async def browsers(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[tuple[Browser, Browser]]:
     """(therapists' browser with a silent microphone, client's browser speaking the clip)."""
     silent, speech = silence_wav(tmp_path / "silence.wav"), speech_wav(tmp_path / "speech.wav")
-    async with async_playwright() as pw:
-        therapists = await pw.chromium.launch(executable_path=CHROMIUM, args=chromium_args(silent))
-        client = await pw.chromium.launch(executable_path=CHROMIUM, args=chromium_args(speech))
-        try:
-            yield therapists, client
-        finally:
-            await client.close()
-            await therapists.close()
+    async with chromium_processes(request) as launch:
+        yield await launch(chromium_args(silent)), await launch(chromium_args(speech))
+
+
+#: Keeps every text the call screen's banner showed (it changes quickly: "… is joining…", then "… joined.").
+BANNER_HISTORY = """
+if (location.pathname.startsWith("/call/")) {
+  window.__bannerTexts = [];
+  document.addEventListener("DOMContentLoaded", () => {
+    const banner = document.getElementById("peer-banner");
+    new MutationObserver(() => {
+      const text = banner.textContent.trim();
+      if (text && window.__bannerTexts.at(-1) !== text) window.__bannerTexts.push(text);
+    }).observe(banner, { childList: true, subtree: true, characterData: true });
+  });
+}
+"""
 
 
 async def new_page(browser: Browser, url: str, problems: PageProblems, name: str, *, phone: bool = False,
@@ -132,6 +143,8 @@ async def test_quick_connect_video_call_chat_notes_transcript_and_call_log(
             "email": t2_email, "password": PASSWORD, "display_name": "Dr Theo Marsh", "qualifications": "PhD",
             "registration_body": "UKCP", "registration_number": "778899", "insurance_provider": "Hiscox",
             "insurance_expiry": "2031-06-30", "bio": "Grief and loss.", "rate_pence_per_minute": 90})
+        for email in (t1_email, t2_email):  # an admin can approve only a verified address
+            await verify_email(http, server, email)
         _, admin = await new_page(therapist_browser, server.url, problems, "admin", raw_audio=False)
         await admin.goto("/")
         await admin.locator("#signin-form").get_by_label("E-mail address").fill(ADMIN_EMAIL)
@@ -198,8 +211,11 @@ async def test_quick_connect_video_call_chat_notes_transcript_and_call_log(
             await expect(card).to_contain_text("Please be gentle")
             await expect(card.locator(".age")).to_contain_text("waiting")
         await expect(t1.locator("#request-banner")).to_contain_text("New request from Casey")
+        # the chime counts only when the page's audio context runs (a suspended one plays nothing)
         assert await t1.evaluate("() => window.__therapyDashboard.chimes()") >= 1
-        await shot(t1, "01-dashboard-with-request")
+        assert await t1.evaluate("() => window.__therapyDashboard.soundState()") == "running"
+        await expect(t1.locator("#request-banner .badge.minor")).to_have_count(0)
+        await shot(t1, "01-dashboard-with-request", readme="therapist-dashboard")
 
         await t1.get_by_role("button", name="Accept the request from Casey").click()
         await expect(t1.locator("#offer-panel")).to_contain_text("Waiting for them to accept")
@@ -220,6 +236,7 @@ async def test_quick_connect_video_call_chat_notes_transcript_and_call_log(
         await expect(offer.locator("#offer-picture")).to_be_visible()
         assert await client.evaluate("() => document.querySelector('#offer-picture').naturalWidth") > 0
         await shot(client, "03-client-offer-card")
+        await t1.context.add_init_script(BANNER_HISTORY)
         await client.get_by_label(re.compile("I accept the terms")).check()
         await client.get_by_label(re.compile("recorded and transcribed")).check()
         await client.get_by_role("button", name="Accept and start the session").click()
@@ -230,7 +247,8 @@ async def test_quick_connect_video_call_chat_notes_transcript_and_call_log(
         assert t1.url.endswith(f"/call/{call_id}")
         await asyncio.gather(wait_connected(t1), wait_connected(client))
         await asyncio.gather(remote_video_plays(t1), remote_video_plays(client))
-        await expect(t1.locator("#peer-banner")).to_contain_text("client")
+        assert "The client is joining…" in await t1.evaluate("() => window.__bannerTexts"), \
+            await t1.evaluate("() => window.__bannerTexts")
         for page in (t1, client):
             await expect(page.locator("#recording")).to_be_visible()
             await expect(page.locator("#conn-state")).to_have_text("connected")
@@ -263,6 +281,10 @@ async def test_quick_connect_video_call_chat_notes_transcript_and_call_log(
         await t1.reload()
         await expect(t1.locator("#notes-text")).to_have_value(notes)
         await wait_connected(t1)
+        # the therapist's (silent) audio reaches the server again: "nothing under the therapist's label" below means
+        # the server heard silence, not that it heard nothing
+        await t1.wait_for_function("() => window.__therapyCall.serverPc?.connectionState === 'connected'",
+                                   timeout=STEP_TIMEOUT_MS)
         await client.wait_for_function("() => window.__therapyCall.pc !== window.__pcBefore"
                                        " && window.__therapyCall.pc.connectionState === 'connected'", timeout=20_000)
         await remote_video_plays(client)
@@ -279,7 +301,7 @@ async def test_quick_connect_video_call_chat_notes_transcript_and_call_log(
         assert await t1.locator("#transcript-list li[data-speaker='therapist']").count() == 0
         assert "You:" not in await t1.locator("#transcript-list").inner_text()
         assert await client.locator("#transcript-panel, #transcript-list").count() == 0
-        await shot(t1, "04-therapist-call-screen")
+        await shot(t1, "04-therapist-call-screen", readme="therapist-call")
         await shot(client, "05-client-call-screen")
 
         # ------------------------------------------------------------ 4. hang up; the call log
@@ -293,6 +315,7 @@ async def test_quick_connect_video_call_chat_notes_transcript_and_call_log(
         await t1.get_by_role("link", name="See it in the call log").click()
         await t1.wait_for_url(f"**/calls/{call_id}")
         await expect(t1.locator("#detail-title")).to_have_text("Session with Casey")
+        await expect(t1.locator("#summary")).to_contain_text("Ended by the therapist")
         transcript = t1.locator("#transcript")
         for word in SPEECH_WORDS:
             await expect(transcript).to_contain_text(word, ignore_case=True)
@@ -308,9 +331,24 @@ async def test_quick_connect_video_call_chat_notes_transcript_and_call_log(
         assert download.suggested_filename == f"call-{call_id}-transcript.txt"
         text = Path(await download.path()).read_text().lower()
         assert all(word in text for word in SPEECH_WORDS), text
+        client_recording = t1.get_by_role("button", name=re.compile("Download the client's recording"))
+        await expect(client_recording).not_to_have_count(0)
+        async with t1.expect_download() as download_info:
+            await client_recording.first.click()
+        audio = Path(await (await download_info.value).path()).read_bytes()
+        assert audio[:4] == b"OggS" and len(audio) > 1000, audio[:40]
         await shot(t1, "06-call-log")
         await t1.goto("/calls")
         await expect(t1.locator("#clients")).to_contain_text("Casey")
+        await expect(t1.locator("#calls-body")).to_contain_text("Ended by the therapist")
+        await t1.get_by_label("Words said in any of your sessions").fill(SPEECH_WORDS[1])
+        await t1.get_by_role("button", name="Search", exact=True).click()
+        found = t1.locator("#search-results > li")
+        await expect(found).to_have_count(1)
+        await expect(found.get_by_role("link")).to_contain_text("Session with Casey")
+        await expect(found.locator("li[data-speaker='client'] mark").first).to_have_text(
+            re.compile(SPEECH_WORDS[1], re.IGNORECASE))
+        await expect(t1.locator("#search-status")).to_contain_text("in 1 session")
 
         await client.get_by_role("link", name="See it in the call log").click()
         await client.wait_for_url(f"**/calls/{call_id}")

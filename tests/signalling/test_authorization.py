@@ -28,6 +28,7 @@ ROUTES: dict[tuple[str, str], Access] = {
     ("POST", "/api/auth/password-reset/confirm"): Access.public,
     ("GET", "/api/me"): Access.user,
     ("PATCH", "/api/me"): Access.user,
+    ("POST", "/api/me/password"): Access.user,
     ("PUT", "/api/me/availability"): Access.approved_therapist,
     ("PUT", "/api/me/picture"): Access.therapist,
     ("DELETE", "/api/me/picture"): Access.therapist,
@@ -116,6 +117,12 @@ ALLOWED: dict[Access, set[str]] = {
     Access.admin: {"admin"},
 }
 DENIED_CODES = {"forbidden", "not_approved", "invalid_token", "unauthorized"}
+#: Events about one request, with a well-formed payload naming a request that does not exist: `not_found`.
+UNKNOWN_REQUEST_PAYLOADS: dict[str, dict[str, Any]] = {
+    "pool.accept": {"request_id": 999999},
+    "pool.cancel": {"request_id": 999999},
+    "pool.respond": {"request_id": 999999, "accept": False},
+}
 
 
 def registered_routes(server: RunningServer) -> dict[tuple[str, str], Any]:
@@ -197,10 +204,13 @@ async def test_every_event_refuses_the_wrong_party(server: RunningServer, http: 
         socks[party] = await sockets(server, user, party)
     for name, access in EVENT_ACCESS.items():
         for party, sock in socks.items():
-            ack = await sock.call(name, {"request_id": 999999})
+            ack = await sock.call(name, UNKNOWN_REQUEST_PAYLOADS.get(name, {"request_id": 999999}))
             code = None if ack.get("ok") else ack["error"]["code"]
             if party in ALLOWED[access]:
                 assert code not in DENIED_CODES, f"{name} refused {party}: {code}"
+                assert code != "internal", f"{name} failed for {party}: {ack}"
+                if name in UNKNOWN_REQUEST_PAYLOADS:
+                    assert code == "not_found", f"{name} about a request that does not exist, as {party}: {ack}"
             else:
                 assert code in DENIED_CODES, f"{name} let {party} through: {ack}"
 
@@ -216,6 +226,8 @@ async def test_therapists_never_see_each_others_offers(server: RunningServer, us
     assert [o["request"]["id"] for o in (await one.call("pool.snapshot"))["offers"]] == [request_id]
     assert two.received("pool.offer_updated") == []
     assert (await client.call("pool.respond", {"request_id": request_id, "accept": False}))["ok"]
+    # the request, back in the pool, reaches `two` after anything the decline could have sent them
+    await two.next("pool.request_added", lambda d: len(two.received("pool.request_added")) == 2)
     assert two.received("pool.offer_updated") == [], "the other therapist is not told about someone else's offer"
 
 
@@ -225,3 +237,101 @@ async def test_a_client_cannot_touch_another_clients_request(server: RunningServ
     assert (await stranger.call("pool.cancel", {"request_id": request_id}))["error"]["code"] == "not_found"
     assert (await stranger.call("pool.respond", {"request_id": request_id, "accept": False}))["error"]["code"] == "not_found"
     assert (await stranger.call("pool.state"))["request"] is None
+
+
+# ---------------------------------------------------------------- calls: parties who are not in the call
+
+CALL_SDP = "v=0\r\no=- 1 1 IN IP4 127.0.0.1\r\ns=-\r\nt=0 0\r\nm=audio 9 UDP/TLS/RTP/SAVPF 111\r\n"
+#: A valid payload (besides `call_id`) for every call event, so a refusal is about who asks, not what they send. A new
+#: `call.*` event without an entry here fails `test_no_call_event_or_route_lets_an_outsider_in`.
+CALL_EVENT_PAYLOADS: dict[str, dict[str, Any]] = {
+    "call.join": {},
+    "call.signal": {"kind": "offer", "sdp": CALL_SDP},
+    "call.media_state": {"connected": True},
+    "call.chat": {"text": "let me in"},
+    "call.notes.save": {"text": "overwritten by an outsider"},
+    "call.notes.get": {},
+    "call.hangup": {},
+    "call.media.offer": {"sdp": CALL_SDP},
+    "call.media.close": {},
+    "call.recording.withdraw": {},
+}
+#: Every route under /api/calls/{id}, with its JSON body (None: no body). The same rule: a new one needs an entry.
+CALL_ROUTE_BODIES: dict[tuple[str, str], dict[str, Any] | None] = {
+    ("GET", "/api/calls/{id}"): None,
+    ("GET", "/api/calls/{id}/notes"): None,
+    ("PUT", "/api/calls/{id}/notes"): {"text": "overwritten by an outsider"},
+    ("GET", "/api/calls/{id}/transcript"): None,
+    ("GET", "/api/calls/{id}/recordings"): None,
+    ("GET", "/api/calls/{id}/recordings/{recording_id}"): None,
+}
+
+
+async def test_no_call_event_or_route_lets_an_outsider_in(server: RunningServer, http: aiohttp.ClientSession, sockets) -> None:
+    """A stranger, a therapist who is not in the call (the one who lost the race for the request) and both members of
+    a different call get `forbidden` (403 over HTTP) from every call event and route, and nothing reaches the
+    members."""
+    from calls.membership import load_call
+    from conftest import open_call
+
+    call_events = {name for name in EVENTS.events if name.startswith("call.")}
+    assert call_events == set(CALL_EVENT_PAYLOADS), "every call event needs an outsider payload here"
+    call_routes = {key for key in registered_routes(server) if key[1].startswith("/api/calls/{id}")}
+    assert call_routes == set(CALL_ROUTE_BODIES), "every call route needs an outsider entry here"
+
+    users = Users(server, http)
+    t_user, c_user = await users.therapist(), await users.client()
+    call_id = await open_call(server, t_user, c_user, recording_consent=True)
+    other_t, other_c = await users.therapist(), await users.client()
+    other_call = await open_call(server, other_t, other_c)
+    outsiders = {"stranger": await users.client(), "therapist_who_lost_the_race": await users.therapist(),
+                 "therapist_of_another_call": other_t, "client_of_another_call": other_c}
+    therapist, client = await sockets(server, t_user, "therapist"), await sockets(server, c_user, "client")
+    for sock in (therapist, client):
+        assert (await sock.call("call.join", {"call_id": call_id}))["ok"]
+    assert (await therapist.call("call.notes.save", {"call_id": call_id, "text": "the therapist's own"}))["ok"]
+    seen = (len(therapist.events), len(client.events))
+
+    for party, user in outsiders.items():
+        sock = await sockets(server, user, party)
+        if user in (other_t, other_c):
+            assert (await sock.call("call.join", {"call_id": other_call}))["ok"]
+        for name, payload in CALL_EVENT_PAYLOADS.items():
+            ack = await sock.call(name, {**payload, "call_id": call_id})
+            assert not ack["ok"] and ack["error"]["code"] == "forbidden", f"{name} as {party}: {ack}"
+            assert set(ack) == {"ok", "error"}, f"{name} as {party} leaked {ack}"
+        for (method, path), body in CALL_ROUTE_BODIES.items():
+            url = server.url + path.replace("{id}", str(call_id)).replace("{recording_id}", "1")
+            async with http.request(method, url, headers=user.headers, json=body) as resp:
+                answer = await resp.json()
+            assert resp.status == 403 and answer["error"]["code"] == "forbidden", f"{method} {path} as {party}: {answer}"
+        async with http.get(f"{server.url}/api/calls", headers=user.headers) as resp:
+            assert call_id not in [c["id"] for c in (await resp.json())["calls"]]
+
+    assert (len(therapist.events), len(client.events)) == seen, \
+        f"relayed to the members: {therapist.events[seen[0]:]} {client.events[seen[1]:]}"
+    call = await load_call(server.services.calls, call_id)
+    assert call is not None and call.status.value == "open" and call.recording_consent
+    assert all(m.sid is not None and m.joins == 1 for m in call.members), "the members keep their places"
+    assert server.services.media.consumers(call_id) == {}
+    assert (await therapist.call("call.notes.get", {"call_id": call_id}))["text"] == "the therapist's own"
+
+
+async def test_clients_and_pending_therapists_never_see_the_pool(server: RunningServer, users: Users, sockets) -> None:
+    onlooker = await sockets(server, await users.client(), "onlooker client")
+    pending_user = await users.therapist(approved=False)
+    pending = await sockets(server, pending_user, "pending therapist")
+    assert (await pending.call("pool.set_availability", {"available": True}))["error"]["code"] == "not_approved"
+    therapist = await sockets(server, await users.therapist(), "therapist")
+    await therapist.next("pool.snapshot")  # pushed after connecting: the earlier connections' pushes are out too
+    assert (await therapist.call("pool.set_availability", {"available": True}))["ok"]
+    client = await sockets(server, await users.client(), "client")
+    request_id = (await client.call("pool.request", {"reason": "private"}))["request"]["id"]
+    await therapist.next("pool.request_added", lambda d: d["request"]["id"] == request_id)
+    assert (await therapist.call("pool.accept", {"request_id": request_id}))["ok"]
+    assert (await client.call("pool.respond", {"request_id": request_id, "accept": False}))["ok"]
+    for sock in (onlooker, pending, client):
+        assert (await sock.call("session.ping"))["ok"]  # a round trip: anything sent before it has arrived
+        seen = {name for name, _ in sock.events}
+        assert not seen & {"pool.request_added", "pool.request_removed", "pool.snapshot", "pool.offer_updated"}, \
+            f"{sock.name} received {sorted(seen)}"

@@ -37,8 +37,33 @@ export function mediaErrorText(err, what = "camera and microphone") {
 }
 
 /**
- * Camera and microphone, falling back to whichever one works. Resolves to {stream, problem}: `stream` may lack a
- * track (or be null), `problem` is a sentence to show when something is missing.
+ * A sentence for one device that failed while the other works: what is missing, what the other person still gets
+ * (`still`), and how to fix it.
+ */
+export function missingDeviceText(err, device, still) {
+  const [problem, fix] = {
+    NotAllowedError: ["is off or blocked", "allow it in your browser's site settings (the icon next to the address), then reload this page"],
+    SecurityError: ["is off or blocked", "allow it in your browser's site settings (the icon next to the address), then reload this page"],
+    NotFoundError: ["was not found", "connect one and reload this page"],
+    OverconstrainedError: ["was not found", "connect one and reload this page"],
+    NotReadableError: ["is in use by another program", "close the other program and reload this page"],
+    AbortError: ["is in use by another program", "close the other program and reload this page"],
+  }[err?.name] || [`could not be started (${err?.name || "unknown error"})`, "reload this page to try again"];
+  return `Your ${device} ${problem} — ${still}. To use it, ${fix}.`;
+}
+
+async function attempt(constraints) {
+  try {
+    return { stream: await navigator.mediaDevices.getUserMedia(constraints), error: null };
+  } catch (error) {
+    return { stream: null, error };
+  }
+}
+
+/**
+ * Camera and microphone, falling back to whichever one works: a refused or missing camera fails the request for
+ * both, so each is then asked for alone. Resolves to {stream, problem}: `stream` may lack a track (or be null),
+ * `problem` is a sentence naming what is missing.
  */
 export async function openLocalMedia() {
   if (!navigator.mediaDevices?.getUserMedia) {
@@ -46,22 +71,23 @@ export async function openLocalMedia() {
   }
   const audio = audioConstraints();
   const video = { width: { ideal: 1280 }, height: { ideal: 720 } };
-  try {
-    return { stream: await navigator.mediaDevices.getUserMedia({ audio, video }), problem: null };
-  } catch (both) {
-    if (both?.name === "NotAllowedError" || both?.name === "SecurityError") {
-      return { stream: null, problem: mediaErrorText(both) };
-    }
-    try {
-      const stream = await navigator.mediaDevices.getUserMedia({ audio });
-      return { stream, problem: `${mediaErrorText(both, "camera")} The other person can still hear you.` };
-    } catch {
-      try {
-        const stream = await navigator.mediaDevices.getUserMedia({ video });
-        return { stream, problem: `${mediaErrorText(both, "microphone")} Use the chat to talk.` };
-      } catch (none) {
-        return { stream: null, problem: mediaErrorText(none) };
-      }
-    }
+  const both = await attempt({ audio, video });
+  if (both.stream) return { stream: both.stream, problem: null };
+  if (both.error?.name === "TypeError") return { stream: null, problem: mediaErrorText(both.error) };
+  const mic = await attempt({ audio });
+  const camera = await attempt({ video });
+  if (mic.stream && camera.stream) {
+    return { stream: new MediaStream([...mic.stream.getTracks(), ...camera.stream.getTracks()]), problem: null };
   }
+  if (mic.stream) {
+    return { stream: mic.stream, problem: missingDeviceText(camera.error, "camera", "the other person can still hear you") };
+  }
+  if (camera.stream) {
+    return {
+      stream: camera.stream,
+      problem: missingDeviceText(mic.error, "microphone", "the other person can see you but not hear you; use the chat to talk"),
+    };
+  }
+  const missing = mic.error?.name === "NotFoundError" && camera.error?.name === "NotFoundError";
+  return { stream: null, problem: mediaErrorText(missing ? mic.error : both.error, missing ? "camera or microphone" : undefined) };
 }

@@ -235,6 +235,16 @@ export function initTabs(tablist, { onChange } = {}) {
   return { select: (id, focus = false) => select(tabs.find((t) => t.id === id) || tabs[0], focus) };
 }
 
+/**
+ * Open one of this site's own pages in a new tab that stays signed in. The sign-in lives in sessionStorage, which a
+ * browser copies only into a window opened with an opener: so no `noopener` (the page is ours, the opener safe).
+ */
+export function openSameSiteWindow(path) {
+  const url = new URL(path, location.origin);
+  if (url.origin !== location.origin) throw new Error(`openSameSiteWindow opens this site's pages only, not ${path}`);
+  return window.open(url.pathname + url.search + url.hash, "_blank");
+}
+
 /** The token in an e-mailed link's fragment (`#token=…`), removed from the address bar at once. */
 export function takeFragmentToken() {
   const params = new URLSearchParams(location.hash.replace(/^#/, ""));

@@ -1,5 +1,6 @@
-// The call log: every session of the user (/calls), the therapist's panel of past clients, and one session
-// (/calls/N): summary, transcript with search and downloads, the therapist's notes, and the chat.
+// The call log: every session of the user (/calls), with who ended each and how, the therapist's search across all
+// their transcripts and panel of past clients; and one session (/calls/N): summary, transcript with search and
+// downloads, the therapist's notes and recordings, and the chat.
 import { api, download, homeFor, requireUser } from "../lib/api.js";
 import {
   $, $$, busy, clear, errorText, formError, formatClock, formatDateTime, formatDuration, h, initChrome, say,
@@ -19,17 +20,39 @@ function pageError(err) {
   el.hidden = false;
 }
 
+/** Who ended a call and how ("Ended by the therapist", "Ended: the client's connection dropped"), from the summary's
+ * `end_reason` and `ended_by` (a role); just "Ended" where the server does not say. */
+function endedText(call) {
+  const by = call.ended_by === "therapist" || call.ended_by === "client" ? call.ended_by : null;
+  switch (call.end_reason) {
+    case "hangup":
+      return by ? `Ended by the ${by}` : "Ended";
+    case "dropped":
+      return by ? `Ended: the ${by}'s connection dropped` : "Ended: the connection dropped";
+    case "no_show":
+      return by ? `Ended: the ${by} never joined` : "Ended: neither of you joined";
+    case "balance_exhausted":
+      return "Ended: the client's paid time ran out";
+    default:
+      return "Ended";
+  }
+}
+
 function statusBadge(call) {
   if (call.status === "open") return h("a", { class: "badge ok", href: `/call/${call.id}`, text: "In progress: rejoin" });
-  return h("span", { class: "badge", text: call.end_reason === "dropped" ? "Ended (connection lost)" : "Ended" });
+  return h("span", { class: "badge", text: endedText(call) });
 }
 
 // ------------------------------------------------------------------ list and clients
 
+const callsById = new Map(); // the list's calls, to name the calls that search results come from
+
 async function showList() {
   $("#list-view").hidden = false;
+  $("#search-section").hidden = me.role !== "therapist";
   try {
     const { calls } = await api("/api/calls");
+    for (const call of calls) callsById.set(call.id, call);
     const body = clear($("#calls-body"));
     $("#calls-empty").hidden = calls.length > 0;
     $("#calls-table").hidden = calls.length === 0;
@@ -69,6 +92,53 @@ async function showClients() {
   }
 }
 
+// ------------------------------------------------------------------ search across all transcripts (therapist)
+
+$("#search-form").addEventListener("submit", async (event) => {
+  event.preventDefault();
+  const form = event.target;
+  const query = form.elements.q.value.trim();
+  formError(form, null);
+  await busy(form.querySelector('button[type="submit"]'), async () => {
+    try {
+      const { results } = await api(`/api/transcripts/search?q=${encodeURIComponent(query)}`);
+      showSearchResults(query, results);
+    } catch (err) {
+      clear($("#search-results"));
+      $("#search-status").textContent = "";
+      formError(form, err);
+    }
+  });
+});
+
+function showSearchResults(query, results) {
+  const byCall = new Map(); // call id -> its matching segments, newest call first as the server sorts them
+  for (const segment of results) {
+    if (!byCall.has(segment.call_id)) byCall.set(segment.call_id, []);
+    byCall.get(segment.call_id).push(segment);
+  }
+  const list = clear($("#search-results"));
+  for (const [id, found] of byCall) {
+    const call = callsById.get(id);
+    const title = call ? `Session with ${call.with.display_name}, ${formatDateTime(call.created_at)}` : `Session ${id}`;
+    list.append(h("li", { class: "search-result", dataset: { callId: id } },
+      h("a", { href: `/calls/${id}`, text: title }),
+      h("ol", { class: "list transcript-log", "aria-label": `Matching lines in: ${title}` },
+        [...found].sort((a, b) => a.start_ms - b.start_ms).map((s) => {
+          const text = h("span", { class: "text" });
+          highlighted(text, s.text, query);
+          return h("li", { dataset: { speaker: s.speaker } },
+            h("span", { class: "time", text: formatClock(s.start_ms) }),
+            h("span", { class: "speaker", text: `${label(s.speaker)}:` }),
+            text);
+        }))));
+  }
+  const sessions = byCall.size;
+  $("#search-status").textContent = results.length
+    ? `${results.length} line${results.length === 1 ? "" : "s"} in ${sessions} session${sessions === 1 ? "" : "s"} contain "${query}".`
+    : `No transcript of yours contains "${query}".`;
+}
+
 // ------------------------------------------------------------------ one session
 
 let segments = [];
@@ -95,6 +165,7 @@ async function showCall(id) {
     ["Length", formatDuration(call.duration_s)],
     ["Recording", call.recording_consent ? "Recorded and transcribed" : "Not recorded"],
   ];
+  if (call.status === "ended") rows.splice(5, 0, ["How it ended", endedText(call)]);
   clear($("#summary")).append(...rows.flatMap(([k, v]) => [h("dt", { text: k }), h("dd", { text: v })]));
   if (call.status === "open") {
     $("#rejoin-link").href = `/call/${id}`;
@@ -103,6 +174,44 @@ async function showCall(id) {
   renderChat(call.chat || []);
   if ("transcript" in call) showTranscript(call);
   if (call.notes) showNotes(call.notes);
+  if (me.role === "therapist" && call.therapist_id === me.id) showRecordings(call);
+}
+
+// ------------------------------------------------------------------ recordings (the call's therapist only)
+
+async function showRecordings(call) {
+  const id = call.id;
+  let recordings;
+  try {
+    ({ recordings } = await api(`/api/calls/${id}/recordings`));
+  } catch {
+    return; // nothing to offer
+  }
+  const kept = recordings.filter((r) => r.status !== "deleted");
+  $("#recordings-section").hidden = !kept.length && !call.recording_consent;
+  $("#recordings-empty").textContent = recordings.length ? "The recordings were deleted (past retention)." : "Nothing was recorded.";
+  $("#recordings-empty").hidden = kept.length > 0;
+  const list = clear($("#recordings"));
+  for (const r of kept) {
+    const from = formatClock(r.start_offset_ms);
+    const state = { recording: "still recording", complete: "complete", interrupted: "interrupted (the server stopped)" }[r.status] || r.status;
+    const whose = r.speaker === "therapist" ? "your" : "the client's";
+    const button = h("button", {
+      type: "button", text: "Download (.ogg)", "aria-label": `Download ${whose} recording from ${from}`,
+      on: { click: () => busy(button, async () => {
+        say($("#recordings-error"), "");
+        try {
+          await download(`/api/calls/${id}/recordings/${r.id}`, `call-${id}-${r.speaker}-${r.id}.ogg`);
+        } catch (err) {
+          say($("#recordings-error"), errorText(err), "error");
+        }
+      }) },
+    });
+    list.append(h("li", { dataset: { speaker: r.speaker } },
+      h("strong", { text: r.speaker === "therapist" ? "You" : "Client" }),
+      h("span", { class: "when", text: `from ${from} · ${state}` }),
+      button));
+  }
 }
 
 function renderChat(messages) {

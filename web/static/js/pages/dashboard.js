@@ -1,9 +1,11 @@
 // The therapist's dashboard: the live quick-connect pool (pool.snapshot, pool.request_added/removed), accepting a
 // request and waiting for the client, availability, recent sessions, account details, picture and referral codes.
-// A therapist whose application is not approved sees its state instead of the pool.
+// A therapist whose application is not approved sees its state instead of the pool; one in a session or holding an
+// offer (the snapshot's `busy`) sees that instead of the waiting requests.
 import { api, imageUrl, requireUser } from "../lib/api.js";
 import { connectSocket, request } from "../lib/socket.js";
-import { chime, chimes, unlockSoundOnInteraction } from "../lib/sound.js";
+import { passwordChange } from "../lib/password.js";
+import { chime, chimes, enableSound, soundState, unlockSoundOnInteraction, watchSound } from "../lib/sound.js";
 import {
   $, busy, clear, errorText, formError, formatAge, formatDateTime, formatDuration, h, initChrome, say, splitList,
 } from "../lib/ui.js";
@@ -22,12 +24,15 @@ loadRecentCalls();
 
 const pool = new Map(); // request id -> {card, li}
 let offerFor = null; // the request this therapist holds an offer on: {request, expires_at}
+let lastOffer = null; // the last one held (a fresh snapshot may end it before its pool.offer_updated arrives)
 let offerTimer = null;
 let accepting = null; // the request id of an accept in flight (its removal is ours, not "taken by another")
+let noticeAbout = null; // the request whose removal the pool notice reports
 let available = false;
+let busyWith = null; // "call" or "offer" while the server keeps new requests from this therapist, else null
 let socket = null;
 const titleBase = document.title;
-window.__therapyDashboard = { chimes, requests: () => [...pool.keys()] };
+window.__therapyDashboard = { chimes, soundState, requests: () => [...pool.keys()] };
 
 if (me.therapist.status === "approved") {
   startPool();
@@ -81,6 +86,10 @@ function startPool() {
   socket.on("call.ready", ({ call }) => openCall(call.id));
   $("#available").addEventListener("change", toggleAvailability);
   $("#request-banner-close").addEventListener("click", hideBanner);
+  $("#sound-on").addEventListener("click", enableSound);
+  watchSound((state) => { $("#sound-off").hidden = state !== "suspended"; });
+  // back on this tab after a session elsewhere: the server's picture may have changed while it was hidden
+  document.addEventListener("visibilitychange", () => { if (!document.hidden && busyWith) refreshSnapshot(); });
   setInterval(tick, 1000);
 }
 
@@ -99,9 +108,16 @@ function applySnapshot(snapshot) {
   const held = (snapshot.offers || [])[0];
   if (held) showOffer(held);
   else if (offerFor && snapshot.busy !== "offer") hideOffer();
-  $("#in-call-banner").hidden = snapshot.busy !== "call";
-  if (snapshot.busy === "call") findOpenCall();
+  // `busy` is "call", "offer" or true (a newer server); a missing field means not busy
+  busyWith = !snapshot.busy ? null : ["call", "offer"].includes(snapshot.busy) ? snapshot.busy : held ? "offer" : "call";
+  $("#in-call-banner").hidden = busyWith !== "call";
+  if (busyWith === "call") findOpenCall();
   refreshEmpty();
+}
+
+async function refreshSnapshot() {
+  const snapshot = await request(socket, "pool.snapshot", {});
+  if (snapshot.ok) applySnapshot(snapshot);
 }
 
 async function findOpenCall() {
@@ -132,10 +148,15 @@ async function toggleAvailability(event) {
 }
 
 function refreshEmpty() {
+  const open = available && !busyWith;
   $("#unavailable-text").hidden = available;
-  $("#pool").hidden = !available;
-  $("#pool-empty").hidden = !available || pool.size > 0;
-  document.title = pool.size && available ? `(${pool.size}) ${titleBase}` : titleBase;
+  $("#busy-text").hidden = !available || !busyWith;
+  $("#busy-text").textContent = busyWith === "offer"
+    ? "You're waiting for a client to answer your offer — new requests will show here when it ends."
+    : "You're in a session — new requests will show here when it ends.";
+  $("#pool").hidden = !open;
+  $("#pool-empty").hidden = !open || pool.size > 0;
+  document.title = pool.size && open ? `(${pool.size}) ${titleBase}` : titleBase;
 }
 
 function addRequest(card, fresh) {
@@ -159,8 +180,11 @@ function addRequest(card, fresh) {
   $("#pool").append(li);
   tick();
   refreshEmpty();
-  if (fresh) {
-    showBanner(`New request from ${name}: ${card.reason}`);
+  if (fresh && noticeAbout === card.id) {
+    say($("#pool-notice"), `${name}'s request is back: the client is still waiting.`);
+  }
+  if (fresh && !busyWith) {
+    showBanner(card);
     chime();
   }
 }
@@ -185,6 +209,7 @@ function removeRequest(id, reason) {
     expired: `${name}'s request expired.`,
   }[reason] || `${name}'s request is no longer waiting.`;
   say($("#pool-notice"), text, reason === "taken" ? "warn" : "info");
+  noticeAbout = id;
 }
 
 async function acceptRequest(card, button) {
@@ -194,6 +219,7 @@ async function acceptRequest(card, button) {
   try {
     const ack = await request(socket, "pool.accept", { request_id: card.id });
     if (ack.ok) {
+      busyWith = "offer";
       dropCard(card.id);
       showOffer(ack.offer);
       hideBanner();
@@ -223,7 +249,7 @@ async function acceptRequest(card, button) {
 }
 
 function showOffer(offer) {
-  offerFor = offer;
+  offerFor = lastOffer = offer;
   $("#offer-panel").hidden = false;
   $("#offer-title").textContent = "Waiting for the client";
   updateOfferText();
@@ -248,7 +274,7 @@ function hideOffer() {
 }
 
 function offerUpdated({ outcome, call }) {
-  const name = offerFor?.request.client.display_name || "The client";
+  const name = (offerFor || lastOffer)?.request.client.display_name || "The client";
   if (outcome === "accepted") {
     $("#offer-title").textContent = `${name} accepted`;
     $("#offer-text").textContent = "Opening the session…";
@@ -257,6 +283,7 @@ function offerUpdated({ outcome, call }) {
     return;
   }
   hideOffer();
+  refreshSnapshot(); // no longer busy: the requests waiting now
   const text = {
     declined: `${name} declined. Their request went back to the pool for other therapists.`,
     timed_out: `${name} did not answer in time. Their request went back to the pool.`,
@@ -273,8 +300,10 @@ function openCall(callId) {
   location.assign(`/call/${callId}`);
 }
 
-function showBanner(text) {
-  $("#request-banner-text").textContent = text;
+function showBanner(card) {
+  clear($("#request-banner-text")).append(
+    card.minor ? h("span", { class: "badge minor", text: "Under 18" }) : "",
+    `New request from ${card.client.display_name}: ${card.reason}`);
   $("#request-banner").hidden = false;
 }
 
@@ -366,6 +395,9 @@ $("#account-form").addEventListener("submit", async (event) => {
     }
   });
 });
+
+// "Change password" under the account details form (lib/password.js).
+$("#account-form").after(passwordChange());
 
 async function showPicture(path) {
   const img = $("#picture-preview");

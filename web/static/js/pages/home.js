@@ -3,6 +3,7 @@
 // guardian consent for under-18s, and past sessions.
 import { api, imageUrl, requireUser } from "../lib/api.js";
 import { connectSocket, request } from "../lib/socket.js";
+import { passwordChange } from "../lib/password.js";
 import {
   $, busy, clear, errorText, formError, formValues, formatAge, formatDateTime, formatDuration, formatMoney, formatRate,
   h, initChrome, say,
@@ -22,6 +23,8 @@ if (!me.email_verified) $("#verify-notice").hidden = false;
 const needsGuardian = me.client.minor && !me.client.guardian_consent;
 if (needsGuardian) showGuardian(me);
 loadPastCalls();
+// Account: "Change password" (lib/password.js), last on the page.
+$("main").append(h("section", { class: "panel", "aria-labelledby": "password-title" }, passwordChange({ heading: "h2" })));
 
 const socket = connectSocket();
 socket.on("pool.request_updated", ({ request: req }) => applyRequest(req));
