@@ -134,6 +134,7 @@ async def test_quick_connect_video_call_chat_notes_transcript_and_call_log(
         await t1.get_by_role("button", name="Send my application").click()
         await t1.wait_for_url("**/dashboard")
         await expect(t1.locator("#application-state")).to_contain_text("being reviewed")
+        await expect(t1.locator("#verify-notice")).to_contain_text("approved only once it is verified")
         await t1.get_by_label("Choose a picture").set_input_files(str(picture))
         await t1.get_by_role("button", name="Upload picture").click()
         await expect(t1.locator("#picture-status")).to_have_text("Picture saved.")

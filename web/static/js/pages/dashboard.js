@@ -5,6 +5,7 @@
 import { api, imageUrl, requireUser } from "../lib/api.js";
 import { connectSocket, request } from "../lib/socket.js";
 import { passwordChange } from "../lib/password.js";
+import { verifyEmailNotice } from "../lib/verification.js";
 import { chime, chimes, enableSound, soundState, unlockSoundOnInteraction, watchSound } from "../lib/sound.js";
 import {
   $, busy, clear, errorText, formError, formatAge, formatDateTime, formatDuration, h, initChrome, say, splitList,
@@ -51,6 +52,9 @@ function showApplication(user) {
     refused: "Your application was not approved. Contact support if you think this is a mistake.",
   }[t.status] || `Application state: ${t.status}`;
   say($("#application-state"), text, t.status === "refused" ? "error" : "warn");
+  if (!user.email_verified && t.status === "pending") {
+    $("#application-state").after(verifyEmailNotice("Your application can be approved only once it is verified."));
+  }
   const rows = [
     ["Status", t.status],
     ["Qualifications", t.qualifications],

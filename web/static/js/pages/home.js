@@ -4,6 +4,7 @@
 import { api, imageUrl, requireUser } from "../lib/api.js";
 import { connectSocket, request } from "../lib/socket.js";
 import { passwordChange } from "../lib/password.js";
+import { verifyEmailNotice } from "../lib/verification.js";
 import {
   $, busy, clear, errorText, formError, formValues, formatAge, formatDateTime, formatDuration, formatMoney, formatRate,
   h, initChrome, say,
@@ -19,7 +20,7 @@ let pictureUrl = null;
 let leaving = false;
 const VIEWS = ["start", "waiting", "offer"];
 
-if (!me.email_verified) $("#verify-notice").hidden = false;
+if (!me.email_verified) $("main").prepend(verifyEmailNotice());
 const needsGuardian = me.client.minor && !me.client.guardian_consent;
 if (needsGuardian) showGuardian(me);
 loadPastCalls();
@@ -278,17 +279,6 @@ $("#guardian-form").addEventListener("submit", async (event) => {
       say($("#guardian-state"), "Thank you. We e-mailed them a link; you can start once they agree.", "ok");
     } catch (err) {
       formError(form, err);
-    }
-  });
-});
-
-$("#resend-verification").addEventListener("click", async (event) => {
-  await busy(event.target, async () => {
-    try {
-      await api("/api/auth/resend-verification", { method: "POST" });
-      $("#resend-status").textContent = " Sent.";
-    } catch (err) {
-      $("#resend-status").textContent = ` ${errorText(err)}`;
     }
   });
 });
