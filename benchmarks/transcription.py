@@ -640,6 +640,8 @@ def settings_for(args: argparse.Namespace, workdir: Path) -> Any:
         "whisper_model": args.model, "whisper_device": args.device, "whisper_compute_type": args.compute_type,
         "whisper_beam_size": args.beam_size, "whisper_cpu_threads": args.cpu_threads,
         "transcription_workers": args.workers, "transcription_max_batch": args.max_batch,
+        # only the speaking member joins each benchmark call: the other is never late for it
+        "call_join_timeout_s": 24 * 3600,
     })
 
 

@@ -8,11 +8,16 @@ round already decided, so the database stays the record even if the claim store 
 from __future__ import annotations
 
 import asyncio
-from datetime import timedelta
+from datetime import datetime, timedelta
 from typing import Any, Mapping
+
+from sqlalchemy import exists, update
+from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.orm import aliased
 
 from accounts.models import ApplicationStatus, TherapistProfile, User
 from accounts.principal import Principal
+from calls.models import Call, CallStatus
 from core.errors import AppError, Conflict, Forbidden, NotFound
 from core.logging import get_logger
 from core.validation import integer, only_fields
@@ -24,7 +29,7 @@ from pool.models import OfferOutcome, PoolOffer, PoolRequest, RequestStatus
 from pool.offers import publish_to_client
 from pool.representation import for_therapist
 from pool.states import RequestState
-from pool.transitions import declined_by, move
+from pool.transitions import declined_by
 
 log = get_logger("pool")
 
@@ -41,29 +46,51 @@ class Recorder:
     """Writes the winner's offer; a separate object so a test can swap in a careless one and watch the race test fail."""
 
     async def record(self, ctx: PoolContext, request_id: int, round: int, therapist_id: int) -> PoolRequest:
+        """One conditional UPDATE decides (the round still open and unexpired, the therapist approved, available and
+        neither in a call nor holding an offer): the winner's ack waits on few database round trips. When it changes
+        nothing, the rows are read again to say why."""
         now = ctx.clock.now()
+        holding = aliased(PoolRequest)
         async with ctx.db.transaction() as session:
-            fresh = await session.get(PoolRequest, request_id)
-            if fresh is None:
-                raise NotFound("there is no such request", code="not_found")
-            if fresh.status is not RequestStatus.open:
-                raise _state_error(fresh)
-            if fresh.round != round:
-                raise Conflict("another therapist accepted this request first", code="taken")
-            if fresh.expires_at <= now:
-                raise Conflict("this request has expired", code="expired")
-            profile = await session.get(TherapistProfile, therapist_id)
-            if profile is None or profile.status is not ApplicationStatus.approved or not profile.available:
-                raise Forbidden("you are not available for requests", code="not_available")
-            if await busy_with(session, therapist_id) is not None:
-                raise Conflict("finish your current offer or call first", code="busy")
-            if not await move(session, fresh, RequestStatus.offered, offered_to=therapist_id,
-                              offer_expires_at=now + timedelta(seconds=ctx.settings.offer_ttl_s)):
-                raise Conflict("another therapist accepted this request first", code="taken")
-            session.add(PoolOffer(request_id=fresh.id, round=fresh.round, therapist_id=therapist_id, offered_at=now,
-                                  outcome=OfferOutcome.pending))
-            await session.refresh(fresh)
-            return fresh
+            offered = await session.scalar(
+                update(PoolRequest)
+                .where(
+                    PoolRequest.id == request_id, PoolRequest.round == round,
+                    PoolRequest.status == RequestStatus.open, PoolRequest.expires_at > now,
+                    exists().where(TherapistProfile.user_id == therapist_id,
+                                   TherapistProfile.status == ApplicationStatus.approved,
+                                   TherapistProfile.available.is_(True)),
+                    ~exists().where(Call.therapist_id == therapist_id, Call.status == CallStatus.open),
+                    ~exists().where(holding.offered_to == therapist_id, holding.status == RequestStatus.offered),
+                )
+                .values(status=RequestStatus.offered, offered_to=therapist_id,
+                        offer_expires_at=now + timedelta(seconds=ctx.settings.offer_ttl_s))
+                .returning(PoolRequest)
+                .execution_options(synchronize_session=False)
+            )
+            if offered is None:
+                raise await self._why_not(session, request_id, round, therapist_id, now)
+            session.add(PoolOffer(request_id=offered.id, round=offered.round, therapist_id=therapist_id,
+                                  offered_at=now, outcome=OfferOutcome.pending))
+            return offered
+
+    @staticmethod
+    async def _why_not(session: AsyncSession, request_id: int, round: int, therapist_id: int, now: datetime) -> AppError:
+        fresh = await session.get(PoolRequest, request_id)
+        if fresh is None:
+            return NotFound("there is no such request", code="not_found")
+        if fresh.status is not RequestStatus.open:
+            return _state_error(fresh)
+        if fresh.round != round:
+            return Conflict("another therapist accepted this request first", code="taken")
+        if fresh.expires_at <= now:
+            return Conflict("this request has expired", code="expired")
+        profile = await session.get(TherapistProfile, therapist_id)
+        if profile is None or profile.status is not ApplicationStatus.approved or not profile.available:
+            return Forbidden("you are not available for requests", code="not_available")
+        if await busy_with(session, therapist_id) is not None:
+            return Conflict("finish your current offer or call first", code="busy")
+        return Conflict("another therapist accepted this request first", code="taken")  # changed meanwhile
 
 
 RECORDER = Recorder()
