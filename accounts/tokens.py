@@ -68,8 +68,9 @@ async def use_auth_token(
     longest = row.created_at + timedelta(seconds=max_lifetime_s)
     if now >= longest:
         return None
-    if row.expires_at - now < timedelta(seconds=ttl_s / 2):
-        row.expires_at = max(row.expires_at, min(now + timedelta(seconds=ttl_s), longest))
+    slid = min(now + timedelta(seconds=ttl_s), longest)
+    if row.expires_at - now < timedelta(seconds=ttl_s / 2) and slid > row.expires_at:  # near its cap: nothing to write
+        row.expires_at = slid
     return row
 
 

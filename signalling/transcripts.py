@@ -139,9 +139,12 @@ class CallMedia:
             await asyncio.gather(*self._settling.get(call_id, ()))
             await self.svc.transcriber.drain(call_id, DRAIN_S)
             await complete_transcript(self.svc, call_id)
-            self._therapists.pop(call_id, None)
+        except (asyncio.TimeoutError, TimeoutError):
+            log.warning("transcription.finish_deferred", call_id=call_id, after_s=DRAIN_S)  # the recovery sweep ends it
         except Exception:  # noqa: BLE001
             log.exception("transcription.finish_failed", call_id=call_id)
+        finally:
+            self._therapists.pop(call_id, None)
 
     async def shutdown(self, timeout: float) -> None:
         """The process is stopping and its audio links are closed: let the last utterances be cut, decoded and
@@ -170,8 +173,11 @@ async def complete_transcript(svc: Any, call_id: int) -> None:
                 Recording.call_id == call_id, Recording.status == "recording").limit(1)) is not None:
             log.info("transcription.call_awaits_recordings", call_id=call_id)
             return
-        call.transcript_complete = True
         therapist_id = call.therapist_id
+        marked = await session.execute(update(Call).where(Call.id == call_id, Call.transcript_complete == False)  # noqa: E712
+                                       .values(transcript_complete=True).execution_options(synchronize_session=False))
+        if marked.rowcount != 1:
+            return  # another process (every one ends the call's media) completed it: the therapist is told once
     await svc.sio.emit("call.transcript_complete", {"call_id": call_id}, to=f"user:{therapist_id}")
     log.info("transcription.call_complete", call_id=call_id)
 
@@ -201,8 +207,12 @@ async def recover_interrupted(svc: Any) -> int:
         async with svc.db.session() as session:
             recordings = (await session.scalars(select(Recording).where(
                 Recording.call_id == call_id, Recording.status == "recording").order_by(Recording.id))).all()
-        for rec in recordings:
-            await _transcribe_again(svc, rec)
+        try:
+            for rec in recordings:
+                await _transcribe_again(svc, rec)
+        except Exception:  # noqa: BLE001 - one unreadable call must not hold up the others; the next sweep retries it
+            log.exception("transcription.recover_failed", call_id=call_id)
+            continue
         await complete_transcript(svc, call_id)
         recovered += 1
     return recovered

@@ -245,11 +245,14 @@ class CallSweeper:
             await asyncio.sleep(self.svc.settings.call_sweep_interval_s)
             try:
                 await sweep_calls(self.svc)
-                if passes % 30 == 0:  # now and then: interrupted transcripts and expired recordings
-                    await recover_interrupted(self.svc)
-                    await delete_expired_recordings(self.svc)
             except Exception:  # noqa: BLE001 - keep sweeping
                 log.exception("calls.sweep_failed")
+            if passes % 30 == 0:  # now and then: interrupted transcripts and expired recordings, each on its own
+                for step in (recover_interrupted, delete_expired_recordings):
+                    try:
+                        await step(self.svc)
+                    except Exception:  # noqa: BLE001
+                        log.exception("calls.sweep_failed", step=step.__name__)
             passes += 1
 
     def start(self) -> None:

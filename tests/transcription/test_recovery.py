@@ -119,3 +119,25 @@ async def test_a_process_without_the_audio_links_does_not_complete_the_transcrip
     await server.services.call_media._finish(call_id)
     async with server.services.db.session() as session:
         assert (await session.get(Call, call_id)).transcript_complete
+
+
+async def test_the_therapist_is_told_once_that_the_transcript_is_complete(
+    server: RunningServer, users: Users, monkeypatch: Any
+) -> None:
+    """Every process finishes a call's media; only the first to mark the transcript complete tells the therapist."""
+    from signalling.transcripts import complete_transcript
+
+    call_id, rec = await crashed_recording(server, users)
+    async with server.services.db.transaction() as session:
+        await session.execute(update(Recording).where(Recording.id == rec.id).values(status="complete"))
+    told: list[Any] = []
+    real_emit = server.services.sio.emit
+
+    async def counting_emit(event: str, *args: Any, **kwargs: Any) -> None:
+        told.append(event)
+        await real_emit(event, *args, **kwargs)
+
+    monkeypatch.setattr(server.services.sio, "emit", counting_emit)
+    for _ in range(3):
+        await complete_transcript(server.services, call_id)
+    assert told.count("call.transcript_complete") == 1

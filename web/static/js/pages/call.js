@@ -3,7 +3,7 @@
 // notes (therapist only, autosaved) and the live transcript (therapist only). The state of the peer connection is
 // reported to the server (call.media_state: per-minute charging runs only while both members are connected), and the
 // client sees their balance and paid time left (billing.balance, billing.call); both see the low-balance warning.
-import { api, homeFor, requireUser, setToken } from "../lib/api.js";
+import { api, getToken, homeFor, requireUser, setToken } from "../lib/api.js";
 import { openLocalMedia } from "../lib/media.js";
 import { CallPeer, DISCONNECTED_RESTART_MS, ServerLink } from "../lib/peer.js";
 import { connectSocket, request } from "../lib/socket.js";
@@ -451,7 +451,7 @@ function setRecording(on, stream) {
 }
 
 window.addEventListener("online", () => {
-  if (serverLink?.pc && serverLink.pc.connectionState !== "new") openServerLink();
+  if (serverLink?.pc && ["failed", "disconnected"].includes(serverLink.pc.connectionState)) openServerLink();
 });
 
 async function openServerLink() {
@@ -689,5 +689,5 @@ function addSegment(segment) {
  */
 function takeTokenFromLink() {
   const token = takeFragmentToken();
-  if (token) setToken(token);
+  if (token && !getToken()) setToken(token);  // a link never replaces the sign-in this tab already has
 }
