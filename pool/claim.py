@@ -13,18 +13,16 @@ from typing import Any, Mapping
 
 from sqlalchemy import exists, update
 from sqlalchemy.ext.asyncio import AsyncSession
-from sqlalchemy.orm import aliased
 
 from accounts.models import ApplicationStatus, TherapistProfile, User
 from accounts.principal import Principal
-from calls.models import Call, CallStatus
 from core.errors import AppError, Conflict, Forbidden, NotFound
 from core.logging import get_logger
 from core.validation import integer, only_fields
 from pool.claims import ClaimResult
 from pool.context import PoolContext
 from pool.dashboard import refresh_dashboard
-from pool.eligibility import busy_with, matches, require_may_take
+from pool.eligibility import busy_with, matches, not_busy, require_may_take
 from pool.models import OfferOutcome, PoolOffer, PoolRequest, RequestStatus
 from pool.offers import publish_to_client
 from pool.representation import for_therapist
@@ -50,7 +48,6 @@ class Recorder:
         neither in a call nor holding an offer): the winner's ack waits on few database round trips. When it changes
         nothing, the rows are read again to say why."""
         now = ctx.clock.now()
-        holding = aliased(PoolRequest)
         async with ctx.db.transaction() as session:
             offered = await session.scalar(
                 update(PoolRequest)
@@ -60,8 +57,7 @@ class Recorder:
                     exists().where(TherapistProfile.user_id == therapist_id,
                                    TherapistProfile.status == ApplicationStatus.approved,
                                    TherapistProfile.available.is_(True)),
-                    ~exists().where(Call.therapist_id == therapist_id, Call.status == CallStatus.open),
-                    ~exists().where(holding.offered_to == therapist_id, holding.status == RequestStatus.offered),
+                    not_busy(therapist_id),
                 )
                 .values(status=RequestStatus.offered, offered_to=therapist_id,
                         offer_expires_at=now + timedelta(seconds=ctx.settings.offer_ttl_s))

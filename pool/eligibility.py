@@ -4,7 +4,8 @@ from __future__ import annotations
 
 from typing import Iterable, Sequence
 
-from sqlalchemy import select
+from sqlalchemy import ColumnElement, exists, select
+from sqlalchemy.orm import aliased
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from accounts.models import ApplicationStatus, TherapistProfile
@@ -66,12 +67,21 @@ async def pool_expertise(session: AsyncSession, therapist_id: int) -> list[str] 
     return list(profile.expertise or [])
 
 
+def not_busy(therapist_id: ColumnElement[int] | int) -> ColumnElement[bool]:
+    """SQL: the therapist is neither in an open call nor holding an offer (what `busy_with` reads, as one predicate)."""
+    holding = aliased(PoolRequest)
+    return ~exists().where(Call.therapist_id == therapist_id, Call.status == CallStatus.open) & ~exists().where(
+        holding.offered_to == therapist_id, holding.status == RequestStatus.offered)
+
+
 async def available_therapists(ctx: PoolContext, expertise: Sequence[str]) -> list[int]:
-    """Approved therapists who set themselves available and match the request, whether online or not."""
+    """Approved therapists who set themselves available, are not busy (the database, and the claim store for an
+    offer being recorded) and match the request, whether online or not."""
     async with ctx.db.session() as session:
         rows = (await session.execute(
             select(TherapistProfile.user_id, TherapistProfile.expertise).where(
-                TherapistProfile.status == ApplicationStatus.approved, TherapistProfile.available.is_(True)
+                TherapistProfile.status == ApplicationStatus.approved, TherapistProfile.available.is_(True),
+                not_busy(TherapistProfile.user_id),
             )
         )).all()
     candidates = [tid for tid, exp in rows if matches(expertise, exp or [])]

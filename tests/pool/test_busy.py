@@ -84,7 +84,10 @@ async def test_a_therapist_in_an_admins_test_call_is_out_of_the_pool(
         assert resp.status == 201
     assert (await therapist.next("pool.snapshot", lambda s: s["busy"] == "call"))["requests"] == []
     client = await sockets(server, await users.client())
-    request_id = (await client.call("pool.request", {"reason": "now"}))["request"]["id"]
+    asked = await client.call("pool.request", {"reason": "now"})
+    request_id = asked["request"]["id"]
+    assert asked["request"]["therapists_online"] == 0, "a therapist in a call cannot come"
+    assert asked["request"].get("crisis_resources"), "so the client is shown crisis resources"
     await round_trip(therapist)
     assert request_id not in added_ids(therapist), "a therapist in a test call is not shown new requests"
 
