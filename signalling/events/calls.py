@@ -49,8 +49,11 @@ async def join(svc: Services, principal: Principal, sid: str, data: dict[str, An
         with contextlib.suppress(Exception):
             await svc.sio.leave_room(joined.replaced_sid, call_room(call.id))
     await svc.sio.enter_room(sid, call_room(call.id))
-    await svc.sio.emit("call.peer_joined", {"call_id": call.id, "role": member.role, "rejoined": joined.rejoined,
-                                            "joins": member.joins}, room=call_room(call.id), skip_sid=sid)
+    if other.sid is not None:
+        # to the connection the locked row names: the other member may have joined a moment ago and not yet be in
+        # the room, and told no one, because our place was empty when they looked
+        await svc.sio.emit("call.peer_joined", {"call_id": call.id, "role": member.role, "rejoined": joined.rejoined,
+                                                "joins": member.joins}, to=other.sid)
     reply: dict[str, Any] = {
         "call": {"id": call.id, "kind": call.kind.value, "recording_consent": call.recording_consent,
                  "started_at": call.started_at.isoformat() if call.started_at else None},

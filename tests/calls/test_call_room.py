@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+
 import aiohttp
 from sqlalchemy import text
 
@@ -29,6 +31,21 @@ async def test_joining_announces_the_other_side_and_hands_out_ice_servers(server
     assert c_join["role"] == "client" and c_join["peer_present"] is True and "notes" not in c_join
     assert (await therapist.next("call.peer_joined")) == {"call_id": call_id, "role": "client", "rejoined": False,
                                                            "joins": 1}
+
+
+async def test_two_members_joining_at_once_each_learn_the_other_is_there(server: RunningServer, users: Users,
+                                                                          sockets) -> None:
+    """Whoever joined first (told no one is there yet) hears of the second, even when the second's join lands
+    before the first's connection entered the call's room."""
+    for _ in range(12):
+        call_id, (_, therapist), (_, client) = await setup_call(server, users, sockets)
+        acks = await asyncio.gather(therapist.call("call.join", {"call_id": call_id}),
+                                    client.call("call.join", {"call_id": call_id}))
+        assert sorted(ack["peer_present"] for ack in acks) == [False, True]
+        first, second_role = (therapist, "client") if not acks[0]["peer_present"] else (client, "therapist")
+        assert (await first.next("call.peer_joined"))["role"] == second_role
+        for sock in (therapist, client):
+            await sock.sio.disconnect()
 
 
 async def test_signals_are_relayed_to_the_other_member_only(server: RunningServer, users: Users, sockets) -> None:

@@ -32,6 +32,8 @@ let startedAt = null;
 let bannerTimer = null;
 let remoteStream = null;
 let peerJoins = 0; // the other member's join count at their last call.peer_joined (a later peer_left of an older one is stale)
+let joinInFlight = false; // call.join sent, its ack not handled yet
+let joinedMeanwhile = null; // a call.peer_joined that arrived while our own join was in flight
 let mediaReported = null; // what this page last told the server about its peer connection (call.media_state)
 const billing = { shown: false, balance: null, secondsLeft: null }; // the client's paid time, as last pushed
 const chat = new Map(); // message id -> li
@@ -108,6 +110,16 @@ function signalStatus(state) {
 async function join() {
   if (ended) return;
   const stream = await media;
+  joinInFlight = true;
+  joinedMeanwhile = null;
+  try {
+    await joinWith(stream);
+  } finally {
+    joinInFlight = false;
+  }
+}
+
+async function joinWith(stream) {
   const ack = await request(socket, "call.join", { call_id: callId });
   if (!ack.ok) {
     const code = ack.error.code;
@@ -143,6 +155,9 @@ async function join() {
   if (ack.peer_present) {
     banner(role === "therapist" ? "The client is joining…" : "Your therapist is joining…", "green");
     peer.start();
+  } else if (joinedMeanwhile) {
+    // they joined just after us and will make the offer: the fresh connection above waits for it
+    showPeerJoining(joinedMeanwhile);
   } else {
     banner(role === "therapist" ? "Waiting for the client to join…" : "Waiting for your therapist to join…", "blue");
   }
@@ -153,11 +168,19 @@ async function join() {
 
 // ------------------------------------------------------------------ the other member
 
-function peerJoined({ call_id: id, rejoined, joins }) {
-  if (id !== callId || ended || !peer) return;
-  peerJoins = Math.max(peerJoins, joins || 0);
+function peerJoined(event) {
+  if (event.call_id !== callId || ended) return;
+  if (joinInFlight || !peer) {
+    joinedMeanwhile = event; // told before our own join was answered and its connection built: the join shows it
+    return;
+  }
   // they make the offer (they arrived second); start from a clean connection if we had one with them
   if (peer.hasRemote || peer.pc.signalingState !== "stable") peer.reset();
+  showPeerJoining(event);
+}
+
+function showPeerJoining({ rejoined, joins }) {
+  peerJoins = Math.max(peerJoins, joins || 0);
   const text = role === "therapist"
     ? rejoined ? "The client is rejoining…" : "The client is joining…"
     : rejoined ? "Your therapist is rejoining…" : "Your therapist is joining…";
