@@ -290,6 +290,7 @@ async def test_no_call_event_or_route_lets_an_outsider_in(server: RunningServer,
     for sock in (therapist, client):
         assert (await sock.call("call.join", {"call_id": call_id}))["ok"]
     assert (await therapist.call("call.notes.save", {"call_id": call_id, "text": "the therapist's own"}))["ok"]
+    await therapist.next("pool.snapshot")  # the dashboard state every therapist connection gets shortly after connecting
     seen = (len(therapist.events), len(client.events))
 
     for party, user in outsiders.items():
