@@ -5,8 +5,10 @@ without leaving the call."""
 
 from __future__ import annotations
 
+import asyncio
 import re
 from collections.abc import AsyncIterator, Iterator
+from typing import Any
 
 import aiohttp
 import pytest
@@ -69,10 +71,12 @@ ICE_RESTARTS = """async () => {
 }"""
 
 
-async def test_demo_client_link_relay_only_server_link_and_ice_restarts(e2e_server: E2EServer, launch: Launch) -> None:
-    server, problems = e2e_server, PageProblems()
+async def open_test_session(launch: Launch, server: E2EServer, problems: PageProblems, therapist: str
+                            ) -> tuple[Any, Any, dict[str, Any], int, str]:
+    """An admin opens a test session with a new approved therapist: (browser, admin's context, the people, the call,
+    the demo client's token)."""
     async with aiohttp.ClientSession() as http:
-        made = await make_people(http, server, client="Kim", therapist="Dr Ann Lee")
+        made = await make_people(http, server, client="Kim", therapist=therapist)
     browser = await launch(HEADLESS_ARGS + ["--use-fake-ui-for-media-stream", "--use-fake-device-for-media-stream"])
     context = await browser.new_context(base_url=server.url, viewport={"width": 1280, "height": 900})
     context.set_default_timeout(15_000)
@@ -83,7 +87,7 @@ async def test_demo_client_link_relay_only_server_link_and_ice_restarts(e2e_serv
     problems.watch(admin, "admin")
     await admin.goto("/admin")
     await expect(admin.locator("#test-therapist option")).not_to_have_count(0)
-    await admin.get_by_label("Approved therapist").select_option(label=f"Dr Ann Lee ({made['therapist_email']})")
+    await admin.get_by_label("Approved therapist").select_option(label=f"{therapist} ({made['therapist_email']})")
     await admin.get_by_label("Record and transcribe the test session").check()
     await admin.get_by_role("button", name="Open a test session").click()
     link = admin.locator("#demo-link")
@@ -92,6 +96,14 @@ async def test_demo_client_link_relay_only_server_link_and_ice_restarts(e2e_serv
     token = await admin.locator("#demo-token").input_value()
     call_id = int(re.fullmatch(r"/call/(\d+)#token=(.+)", href or "").group(1))  # type: ignore[union-attr]
     assert href == f"/call/{call_id}#token={token}" and "?" not in href, "the token only in the fragment"
+    return browser, context, made, call_id, token
+
+
+async def test_demo_client_link_relay_only_server_link_and_ice_restarts(e2e_server: E2EServer, launch: Launch) -> None:
+    server, problems = e2e_server, PageProblems()
+    browser, context, made, call_id, token = await open_test_session(launch, server, problems, "Dr Ann Lee")
+    admin = context.pages[0]
+    link = admin.locator("#demo-link")
     assert await link.get_attribute("target") == "_blank" and "noopener" in (await link.get_attribute("rel") or "")
 
     async with context.expect_page() as opened:
@@ -112,4 +124,60 @@ async def test_demo_client_link_relay_only_server_link_and_ice_restarts(e2e_serv
     restarts = await demo.evaluate(ICE_RESTARTS)
     assert restarts == {"blip": 0, "early": 0, "stayedDown": 1, "online": 2}, restarts
     assert await demo.evaluate("() => window.__therapyCall.ended") is False, "the call goes on"
+    assert problems.errors == [], "\n".join(problems.errors)
+
+
+async def test_a_join_announced_before_the_pages_own_join_is_answered_is_shown(e2e_server: E2EServer,
+                                                                               launch: Launch) -> None:
+    """The therapist's join is answered only after the client joined: the server's `call.peer_joined` reaches the
+    therapist's page first. The page still says the client is joining, not that it waits for them."""
+    server, problems = e2e_server, PageProblems()
+    browser, context, made, call_id, _ = await open_test_session(launch, server, problems, "Dr Bo Reed")
+    held: list[str] = []
+    routes: list[Any] = []
+    join_sent, announced = asyncio.Event(), asyncio.Event()
+
+    def hold_the_join_answer(page_side: Any) -> None:
+        routes.append(page_side)
+        server_side = page_side.connect_to_server()
+        join_ids: set[str] = set()
+
+        def to_server(message: str | bytes) -> None:
+            if isinstance(message, str) and (match := re.match(r'42(\d+)\["call\.join"', message)):
+                join_ids.add(match.group(1))
+                join_sent.set()
+            server_side.send(message)
+
+        def to_page(message: str | bytes) -> None:
+            if isinstance(message, str) and (match := re.match(r"43(\d+)\[", message)) and match.group(1) in join_ids:
+                held.append(message)  # Socket.IO's answer to the join: kept back until the client has joined
+                return
+            if isinstance(message, str) and '"call.peer_joined"' in message:
+                announced.set()
+            page_side.send(message)
+
+        page_side.on_message(to_server)
+        server_side.on_message(to_page)
+
+    therapist_context = await browser.new_context(base_url=server.url, viewport={"width": 1280, "height": 900})
+    therapist_context.set_default_timeout(15_000)
+    await therapist_context.add_init_script(
+        f"sessionStorage.setItem('therapy.token', {made['therapist']['token']!r})")
+    therapist = await therapist_context.new_page()
+    problems.watch(therapist, "therapist")
+    await therapist.route_web_socket(re.compile(r"/socket\.io/"), hold_the_join_answer)
+    await therapist.goto(f"/call/{call_id}")
+    await asyncio.wait_for(join_sent.wait(), 15)
+
+    async with context.expect_page() as opened:
+        await context.pages[0].locator("#demo-link").click()
+    demo = await opened.value
+    problems.watch(demo, "demo client")
+    await demo.wait_for_function("() => window.__therapyCall && window.__therapyCall.role === 'client'")
+    await asyncio.wait_for(announced.wait(), 15)
+    assert await therapist.evaluate("() => window.__therapyCall.role") is None, "its join is not answered yet"
+    [answer] = held
+    routes[-1].send(answer)
+    await expect(therapist.locator("#peer-banner")).to_contain_text("The client is joining…")
+    await expect(therapist.locator("#remote-placeholder")).to_have_text("The client is joining…")
     assert problems.errors == [], "\n".join(problems.errors)

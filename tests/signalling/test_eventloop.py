@@ -103,9 +103,13 @@ async def test_slow_callback_logging_names_the_callback(caplog: pytest.LogCaptur
 
 async def test_the_app_exports_collections_and_loop_lag(server: RunningServer, http: aiohttp.ClientSession) -> None:
     gc.collect()
-    await asyncio.sleep(0.25)
-    async with http.get(f"{server.url}/metrics") as resp:
-        text = await resp.text()
+
+    async def lag_sampled() -> str | None:
+        async with http.get(f"{server.url}/metrics") as resp:
+            text = await resp.text()
+        return text if "event_loop_lag_seconds_count" in text else None
+
+    text = await wait_for(lag_sampled)  # the lag ticker's first sample comes a tick (0.1 s) after start, or later
     assert 'gc_pause_seconds_count{generation="2"}' in text
     assert "event_loop_lag_seconds_count" in text and "event_loop_lag_recent_max_seconds" in text
 
@@ -125,3 +129,4 @@ async def test_the_gc_hook_comes_off_when_the_app_stops(make_settings: Callable[
 def test_collector_and_diagnosis_settings_are_checked(make_settings: Callable[..., Settings], bad: dict[str, Any]) -> None:
     with pytest.raises(ConfigError):
         make_settings(**bad)
+
