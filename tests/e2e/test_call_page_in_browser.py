@@ -71,6 +71,15 @@ ICE_RESTARTS = """async () => {
 }"""
 
 
+async def signed_in_context(browser: Any, server: E2EServer, token: str, only_on: str | None = None) -> Any:
+    """A browser context whose pages (or only the page at path `only_on`) start signed in with `token`."""
+    context = await browser.new_context(base_url=server.url, viewport={"width": 1280, "height": 900})
+    context.set_default_timeout(15_000)
+    sign_in = f"sessionStorage.setItem('therapy.token', {token!r})"
+    await context.add_init_script(f"if (location.pathname === {only_on!r}) {sign_in}" if only_on else sign_in)
+    return context
+
+
 async def open_test_session(launch: Launch, server: E2EServer, problems: PageProblems, therapist: str
                             ) -> tuple[Any, Any, dict[str, Any], int, str]:
     """An admin opens a test session with a new approved therapist: (browser, admin's context, the people, the call,
@@ -78,11 +87,8 @@ async def open_test_session(launch: Launch, server: E2EServer, problems: PagePro
     async with aiohttp.ClientSession() as http:
         made = await make_people(http, server, client="Kim", therapist=therapist)
     browser = await launch(HEADLESS_ARGS + ["--use-fake-ui-for-media-stream", "--use-fake-device-for-media-stream"])
-    context = await browser.new_context(base_url=server.url, viewport={"width": 1280, "height": 900})
-    context.set_default_timeout(15_000)
     # the admin is signed in on the admin page only: the demo client's window starts with nobody signed in
-    await context.add_init_script(
-        f"if (location.pathname === '/admin') sessionStorage.setItem('therapy.token', {made['admin']['token']!r})")
+    context = await signed_in_context(browser, server, made["admin"]["token"], only_on="/admin")
     admin = await context.new_page()
     problems.watch(admin, "admin")
     await admin.goto("/admin")
@@ -159,11 +165,7 @@ async def test_a_join_announced_before_the_pages_own_join_is_answered_is_shown(e
         page_side.on_message(to_server)
         server_side.on_message(to_page)
 
-    therapist_context = await browser.new_context(base_url=server.url, viewport={"width": 1280, "height": 900})
-    therapist_context.set_default_timeout(15_000)
-    await therapist_context.add_init_script(
-        f"sessionStorage.setItem('therapy.token', {made['therapist']['token']!r})")
-    therapist = await therapist_context.new_page()
+    therapist = await (await signed_in_context(browser, server, made["therapist"]["token"])).new_page()
     problems.watch(therapist, "therapist")
     await therapist.route_web_socket(re.compile(r"/socket\.io/"), hold_the_join_answer)
     await therapist.goto(f"/call/{call_id}")
