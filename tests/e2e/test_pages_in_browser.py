@@ -4,12 +4,14 @@ missing camera and microphone while the chat still works. Screenshots of the pag
 
 from __future__ import annotations
 
+import asyncio
 import re
 from collections.abc import AsyncIterator, Iterator
+from urllib.parse import quote_plus
 
 import aiohttp
 import pytest
-from playwright.async_api import Browser, Page, expect
+from playwright.async_api import Browser, Page, Route, expect
 
 from e2e_support import (
     HEADLESS_ARGS, PASSWORD, PHONE, E2EServer, Launch, PageProblems, chromium_processes, fits_the_screen, make_people,
@@ -127,6 +129,44 @@ async def test_pages_fit_a_phone_explain_bad_links_and_sign_in_works_by_keyboard
     # a page for another role sends the user to their own start page
     await admin.goto("/dashboard")
     await admin.wait_for_url("**/admin")
+    assert problems.errors == [], "\n".join(problems.errors)
+
+
+async def test_a_form_sent_before_its_page_is_ready_is_held_and_never_puts_the_password_in_the_address(
+    e2e_server: E2EServer, launch: Launch,
+) -> None:
+    """The sign-in script is slow to arrive (a slow network): the user types and presses "Sign in" meanwhile. The
+    browser does not send the form itself (that would reload the page with the password in the address); the
+    sign-in goes through once the script has loaded."""
+    server, problems = e2e_server, PageProblems()
+    browser = await launch(HEADLESS_ARGS)
+    async with aiohttp.ClientSession() as http:
+        made = await make_people(http, server, client="Ida", therapist="Dr Cy Hale")
+    context = await browser.new_context(base_url=server.url, viewport=PHONE)
+    context.set_default_timeout(15_000)
+    page = await context.new_page()
+    problems.watch(page, "public")
+    script_may_load = asyncio.Event()
+
+    async def slow_script(route: Route) -> None:
+        await script_may_load.wait()
+        await route.continue_()
+
+    await page.route("**/static/js/pages/signin.js", slow_script)
+    addresses: list[str] = []
+    page.on("request", lambda request: addresses.append(request.url))
+    await page.goto("/", wait_until="commit")
+    await page.get_by_label("E-mail address").first.fill(made["client_email"])
+    await page.locator("#signin-password").fill(PASSWORD)
+    await page.get_by_role("button", name="Sign in", exact=True).click()
+    await page.wait_for_timeout(300)  # a native submission would have started loading the next page by now
+    assert await page.evaluate("() => window.__pageReady") is None, "the sign-in script has not run yet"
+    script_may_load.set()
+    await page.wait_for_url("**/home")
+    await expect(page.locator("#start")).to_be_visible()
+    leaked = [url for url in addresses if "password=" in url or quote_plus(PASSWORD) in url or PASSWORD in url]
+    assert leaked == [], "the form's fields went into an address"
+    assert f"{server.url}/?" not in " ".join(addresses), "the browser sent the form itself"
     assert problems.errors == [], "\n".join(problems.errors)
 
 

@@ -208,6 +208,12 @@ export function initChrome(me) {
   }
 }
 
+/** The page's handlers are attached (call it last in each page's module): forms submitted before now, held by
+ * /static/js/early.js, are submitted again. */
+export function pageReady() {
+  window.__releaseHeldForms?.();
+}
+
 /** Accessible tabs: arrow keys move between tabs, each tab shows its panel; `onChange(id)` after a switch. */
 export function initTabs(tablist, { onChange } = {}) {
   const tabs = $$('[role="tab"]', tablist);

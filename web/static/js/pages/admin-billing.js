@@ -4,8 +4,8 @@
 // wallet; card disputes.
 import { api, requireUser } from "../lib/api.js";
 import {
-  $, busy, clear, errorText, formError, formatDateTime, formatDay, formatMoney, formatRate, h, initChrome, parsePounds,
-  say,
+  $, busy, clear, errorText, formatDateTime, formatDay, formatMoney, formatRate, formError, h, initChrome, pageReady,
+  parsePounds, say,
 } from "../lib/ui.js";
 
 const me = await requireUser(["admin"]);
@@ -265,3 +265,5 @@ async function loadDisputes() {
 }
 
 $("#dispute-status").addEventListener("change", loadDisputes);
+
+pageReady();

@@ -1,6 +1,6 @@
 // Admin: review therapist applications (approve / refuse) and open test sessions for approved therapists.
 import { api, requireUser } from "../lib/api.js";
-import { $, busy, clear, errorText, formError, formatDateTime, h, initChrome, say } from "../lib/ui.js";
+import { $, busy, clear, errorText, formatDateTime, formError, h, initChrome, pageReady, say } from "../lib/ui.js";
 
 const me = await requireUser(["admin"]);
 initChrome(me);
@@ -106,3 +106,5 @@ function showDemoLink(callId, token) {
 
 loadApplications();
 loadApprovedTherapists();
+
+pageReady();

@@ -8,7 +8,8 @@ import { openLocalMedia } from "../lib/media.js";
 import { CallPeer, DISCONNECTED_RESTART_MS, ServerLink } from "../lib/peer.js";
 import { connectSocket, request } from "../lib/socket.js";
 import {
-  $, clear, errorText, formatClock, formatDateTime, formatMoney, h, initChrome, openSameSiteWindow, say, takeFragmentToken,
+  $, clear, errorText, formatClock, formatDateTime, formatMoney, h, initChrome, openSameSiteWindow, pageReady, say,
+  takeFragmentToken,
 } from "../lib/ui.js";
 
 takeTokenFromLink();
@@ -714,3 +715,5 @@ function takeTokenFromLink() {
   const token = takeFragmentToken();
   if (token && !getToken()) setToken(token);  // a link never replaces the sign-in this tab already has
 }
+
+pageReady();

@@ -3,7 +3,7 @@
 // downloads, the therapist's notes and recordings, and the chat.
 import { api, download, homeFor, requireUser } from "../lib/api.js";
 import {
-  $, $$, busy, clear, errorText, formError, formatClock, formatDateTime, formatDuration, h, initChrome, say,
+  $, $$, busy, clear, errorText, formatClock, formatDateTime, formatDuration, formError, h, initChrome, pageReady, say,
 } from "../lib/ui.js";
 
 const me = await requireUser(["therapist", "client"]);
@@ -329,3 +329,5 @@ $("#notes-form").addEventListener("submit", async (event) => {
     }
   });
 });
+
+pageReady();

@@ -8,7 +8,8 @@ import { passwordChange } from "../lib/password.js";
 import { verifyEmailNotice } from "../lib/verification.js";
 import { chime, chimes, enableSound, soundState, unlockSoundOnInteraction, watchSound } from "../lib/sound.js";
 import {
-  $, busy, clear, errorText, formError, formatAge, formatDateTime, formatDuration, h, initChrome, say, splitList,
+  $, busy, clear, errorText, formatAge, formatDateTime, formatDuration, formError, h, initChrome, pageReady, say,
+  splitList,
 } from "../lib/ui.js";
 
 let pictureUrl = null; // the blob: URL of the picture shown
@@ -482,3 +483,5 @@ $("#referral-new").addEventListener("click", async (event) => {
     }
   });
 });
+
+pageReady();

@@ -5,7 +5,8 @@
 import { api, download, requireUser } from "../lib/api.js";
 import { connectSocket } from "../lib/socket.js";
 import {
-  $, busy, clear, errorText, formError, formatDateTime, formatDay, formatMoney, h, initChrome, parsePounds, say,
+  $, busy, clear, errorText, formatDateTime, formatDay, formatMoney, formError, h, initChrome, pageReady, parsePounds,
+  say,
 } from "../lib/ui.js";
 
 const me = await requireUser(["therapist"]);
@@ -232,3 +233,5 @@ $("#download-csv").addEventListener("click", (event) => busy(event.target, async
     pageError(errorText(err));
   }
 }));
+
+pageReady();

@@ -1,6 +1,6 @@
 // /guardian-consent#token=…: show who asked, then record the guardian's consent.
 import { api } from "../lib/api.js";
-import { $, busy, errorText, formError, formValues, say, takeFragmentToken } from "../lib/ui.js";
+import { $, busy, errorText, formError, formValues, pageReady, say, takeFragmentToken } from "../lib/ui.js";
 
 const state = $("#consent-state");
 const form = $("#consent-form");
@@ -43,3 +43,5 @@ form.addEventListener("submit", async (event) => {
 });
 
 load();
+
+pageReady();

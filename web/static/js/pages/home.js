@@ -6,8 +6,8 @@ import { connectSocket, request } from "../lib/socket.js";
 import { passwordChange } from "../lib/password.js";
 import { verifyEmailNotice } from "../lib/verification.js";
 import {
-  $, busy, clear, errorText, formError, formValues, formatAge, formatDateTime, formatDuration, formatMoney, formatRate,
-  h, initChrome, say,
+  $, busy, clear, errorText, formatAge, formatDateTime, formatDuration, formatMoney, formatRate, formError, formValues,
+  h, initChrome, pageReady, say,
 } from "../lib/ui.js";
 import { followBalance, typicalMinutes } from "../lib/wallet.js";
 
@@ -303,3 +303,5 @@ async function loadPastCalls() {
     clear(list).append(h("li", { class: "form-error", text: errorText(err) }));
   }
 }
+
+pageReady();

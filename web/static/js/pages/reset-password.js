@@ -1,6 +1,6 @@
 // /reset-password#token=…: choose a new password with the e-mailed token.
 import { api, clearToken } from "../lib/api.js";
-import { $, busy, formError, say, takeFragmentToken } from "../lib/ui.js";
+import { $, busy, formError, pageReady, say, takeFragmentToken } from "../lib/ui.js";
 
 const token = takeFragmentToken();
 const form = $("#new-password-form");
@@ -30,3 +30,5 @@ form.addEventListener("submit", async (event) => {
     }
   });
 });
+
+pageReady();

@@ -1,6 +1,6 @@
 // Sign in, client registration, therapist application and the password-reset request.
 import { api, getToken, homeFor, safeNext, setToken } from "../lib/api.js";
-import { $, busy, formError, formValues, initTabs, say, splitList } from "../lib/ui.js";
+import { $, busy, formError, formValues, initTabs, pageReady, say, splitList } from "../lib/ui.js";
 
 const next = safeNext(new URLSearchParams(location.search).get("next"));
 
@@ -73,3 +73,5 @@ if (new URLSearchParams(location.search).get("reset") === "done") {
   say($("#page-notice"), "Your password was changed. Sign in with the new one.", "ok");
 }
 alreadySignedIn();
+
+pageReady();

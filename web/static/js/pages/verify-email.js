@@ -1,6 +1,6 @@
 // /verify-email#token=…: post the e-mailed token back (it never reaches the server in the URL).
 import { api } from "../lib/api.js";
-import { $, errorText, say, takeFragmentToken } from "../lib/ui.js";
+import { $, errorText, pageReady, say, takeFragmentToken } from "../lib/ui.js";
 
 const state = $("#verify-state");
 const token = takeFragmentToken();
@@ -14,3 +14,5 @@ if (!token) {
     say(state, errorText(err), "error");
   }
 }
+
+pageReady();

@@ -5,7 +5,7 @@
 import { api, download, requireUser } from "../lib/api.js";
 import { connectSocket } from "../lib/socket.js";
 import {
-  $, busy, clear, errorText, formError, formatDateTime, formatMoney, h, initChrome, parsePounds, say,
+  $, busy, clear, errorText, formatDateTime, formatMoney, formError, h, initChrome, pageReady, parsePounds, say,
 } from "../lib/ui.js";
 import { TEST_MODE_TEXT, followBalance, typicalMinutes } from "../lib/wallet.js";
 
@@ -310,3 +310,5 @@ $("#refund-form").addEventListener("submit", async (event) => {
     }
   });
 });
+
+pageReady();
