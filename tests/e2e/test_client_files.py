@@ -55,6 +55,9 @@ class Page(HTMLParser):
             parts.append(data)
 
 
+EARLY_SCRIPT = "/static/js/early.js"
+
+
 @pytest.mark.parametrize("path", HTML_FILES, ids=lambda p: p.name)
 def test_pages_have_no_inline_script_or_style_and_every_control_has_a_name(path: Path) -> None:
     page = Page(path)
@@ -63,9 +66,15 @@ def test_pages_have_no_inline_script_or_style_and_every_control_has_a_name(path:
     assert not re.search(r"\sstyle\s*=", text), "style attributes are refused by the CSP"
     assert not re.search(r"\son[a-z]+\s*=", text), "inline event handlers are refused by the CSP"
     assert 'lang="en"' in text and 'name="viewport"' in text
+    scripts = [attrs.get("src") for tag, attrs in page.tags if tag == "script"]
+    if any(tag == "form" for tag, _ in page.tags):
+        # it holds a form sent before the page's module is ready, which the browser would send with its fields in
+        # the address
+        assert scripts[0] == EARLY_SCRIPT, f"a page with a form loads {EARLY_SCRIPT} first: {scripts}"
     for i, (tag, attrs) in enumerate(page.tags):
         if tag == "script":
-            assert attrs.get("src", "").startswith("/static/js/") and attrs.get("type") == "module", attrs
+            assert attrs.get("src", "").startswith("/static/js/"), attrs
+            assert attrs.get("type") == "module" or attrs["src"] == EARLY_SCRIPT, attrs
             assert (STATIC / attrs["src"].removeprefix("/static/")).is_file(), attrs["src"]
             assert page.texts.get(i, "").strip() == "", "inline script is refused by the CSP"
         if tag == "link" and attrs.get("rel") == "stylesheet":
@@ -78,6 +87,12 @@ def test_pages_have_no_inline_script_or_style_and_every_control_has_a_name(path:
             assert attrs.get("type") in ("button", "submit", "reset"), f"button {attrs} needs an explicit type"
         if tag == "img":
             assert "alt" in attrs, f"img {attrs} needs alt text"
+
+
+@pytest.mark.parametrize("path", sorted((STATIC / "js" / "pages").glob("*.js")), ids=lambda p: p.name)
+def test_every_page_module_says_it_is_ready_last(path: Path) -> None:
+    """Forms sent before then are held by early.js: a page that never calls pageReady() would hold them for ever."""
+    assert path.read_text().rstrip().endswith("\npageReady();"), f"{path.name} must end with pageReady();"
 
 
 @pytest.mark.parametrize("path", JS_FILES, ids=lambda p: str(p.relative_to(STATIC)))
