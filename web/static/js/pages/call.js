@@ -35,6 +35,7 @@ let remoteStream = null;
 let peerJoins = 0; // the other member's join count at their last call.peer_joined (a later peer_left of an older one is stale)
 let joinInFlight = false; // call.join sent, its ack not handled yet
 let joinedMeanwhile = null; // a call.peer_joined that arrived while our own join was in flight
+let heldSignals = []; // call.signal messages that arrived while our own join was in flight
 let mediaReported = null; // what this page last told the server about its peer connection (call.media_state)
 const billing = { shown: false, balance: null, secondsLeft: null }; // the client's paid time, as last pushed
 const chat = new Map(); // message id -> li
@@ -85,7 +86,11 @@ const details = api(`/api/calls/${callId}`).then((detail) => {
 
 const socket = connectSocket({ onStatus: signalStatus });
 socket.on("connect", join);
-socket.on("call.signal", (msg) => { if (msg.call_id === callId && peer && !ended) peer.handle(msg); });
+socket.on("call.signal", (msg) => {
+  if (msg.call_id !== callId || ended) return;
+  if (joinInFlight || !peer) heldSignals.push(msg); // the join's answer decides what becomes of them
+  else peer.handle(msg);
+});
 socket.on("call.peer_joined", peerJoined);
 socket.on("call.peer_left", peerLeft);
 socket.on("call.replaced", replaced);
@@ -113,6 +118,7 @@ async function join() {
   const stream = await media;
   joinInFlight = true;
   joinedMeanwhile = null;
+  heldSignals = [];
   try {
     await joinWith(stream);
   } finally {
@@ -162,6 +168,10 @@ async function joinWith(stream) {
   } else {
     banner(role === "therapist" ? "Waiting for the client to join…" : "Waiting for your therapist to join…", "blue");
   }
+  // Signals that came before the join was answered: with the other member there first, they were meant for the
+  // connection this join replaced; otherwise they arrived after us and their offer is for this one.
+  if (!ack.peer_present) for (const message of heldSignals) peer.handle(message);
+  heldSignals = [];
   // the server forgets this member's peer connection when it joins from a new connection: say it again
   if (peer.pc.connectionState === "connected") reportMedia(true);
   setRecording(ack.call.recording_consent, stream);
