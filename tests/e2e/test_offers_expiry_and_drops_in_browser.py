@@ -15,6 +15,7 @@ quickly (THERAPY_REQUEST_TTL_S, THERAPY_CALL_REJOIN_GRACE_S):
 
 from __future__ import annotations
 
+import json
 import re
 from collections.abc import AsyncIterator, Iterator
 from datetime import date
@@ -241,4 +242,62 @@ async def test_a_blocked_camera_keeps_the_microphone_and_a_dropped_client_may_re
     await expect(therapist.locator("#summary")).to_contain_text("Ended: the client's connection dropped")
     await fits_the_screen(therapist)
     await shot(therapist, "16-call-log-phone")
+    assert problems.errors == [], "\n".join(problems.errors)
+
+
+async def test_a_click_on_accept_survives_a_fresh_snapshot_arriving_mid_click(
+    e2e_server: E2EServer, browsers: tuple[Browser, Browser],
+) -> None:
+    """The therapist presses Accept on a freshly loaded dashboard; before they release it, a fresh pool snapshot
+    arrives (as after their availability changed, or a reconnect) that still lists the request. Nothing moves the
+    button from under the pointer, and the click goes through. It used to do nothing in two ways: the card was
+    rebuilt, so the release landed on a copy; and the "Sound is off" notice, shown above the cards while the page's
+    audio is suspended, went away when the sound came on (at the press, or by itself a moment after loading here)
+    and moved the cards up."""
+    server, (browser, _) = e2e_server, browsers
+    problems = PageProblems()
+    async with aiohttp.ClientSession() as http:
+        made = await make_people(http, server, client="Kim Park", therapist="Dr Lu Chen", client_credit_pence=2000)
+        await rest(http, server, "PUT", "/api/me/availability", made["therapist"]["token"], json={"available": True})
+    routes: list[Any] = []
+    added: list[dict[str, Any]] = []
+
+    def watch_the_pool(page_side: Any) -> None:
+        routes.append(page_side)
+        server_side = page_side.connect_to_server()
+
+        def to_page(message: str | bytes) -> None:
+            if isinstance(message, str) and message.startswith('42["pool.request_added"'):
+                added.append(json.loads(message[2:])[1]["request"])
+            page_side.send(message)
+
+        server_side.on_message(to_page)
+
+    therapist = await open_page(browser, server, problems, "therapist", token=made["therapist"]["token"])
+    await therapist.route_web_socket(re.compile(r"/socket\.io/"), watch_the_pool)
+    await therapist.goto("/dashboard")
+    await expect(therapist.locator("#pool-empty")).to_be_visible()
+    client = await open_page(browser, server, problems, "client", token=made["client"]["token"], viewport=PHONE)
+    await client.goto("/home")
+    await client.get_by_label("What would you like to talk about?").fill("Cannot stop worrying")
+    await client.get_by_role("button", name="Talk to someone now").click()
+    accept = therapist.get_by_role("button", name="Accept the request from Kim Park")
+    await expect(accept).to_be_visible()
+
+    [card] = added
+    # the snapshot lists the request again, and one more (a marker that shows when the page has applied it)
+    marker = {**card, "id": card["id"] + 10_000, "client": {**card["client"], "display_name": "Snapshot Marker"}}
+    snapshot = {"available": True, "busy": None, "requests": [card, marker], "offers": []}
+    box = await accept.bounding_box()
+    assert box is not None
+    await therapist.mouse.move(box["x"] + box["width"] / 2, box["y"] + box["height"] / 2)
+    await therapist.mouse.down()
+    routes[-1].send("42" + json.dumps(["pool.snapshot", snapshot]))
+    await expect(therapist.get_by_role("button", name="Accept the request from Snapshot Marker")).to_be_visible()
+    await therapist.mouse.up()
+    await expect(therapist.locator("#offer-panel")).to_contain_text("Waiting for them to accept")
+    await expect(client.locator("#offer-name")).to_have_text("Dr Lu Chen")
+    await client.get_by_role("button", name="Decline").click()  # leaves nothing open for the module's next test
+    await expect(client.locator("#waiting")).to_be_visible()
+    await client.get_by_role("button", name="Cancel my request").click()
     assert problems.errors == [], "\n".join(problems.errors)

@@ -108,8 +108,10 @@ function applySnapshot(snapshot) {
   available = Boolean(snapshot.available);
   $("#available").checked = available;
   $("#available").disabled = false; // usable once the server said where we stand
-  for (const id of [...pool.keys()]) dropCard(id);
-  for (const card of snapshot.requests || []) addRequest(card, false);
+  // cards still waiting keep their element: one rebuilt under the pointer between press and release loses the click
+  const waiting = new Map((snapshot.requests || []).map((card) => [card.id, card]));
+  for (const id of [...pool.keys()]) if (!waiting.has(id)) dropCard(id);
+  for (const card of waiting.values()) if (!pool.has(card.id)) addRequest(card, false);
   const held = (snapshot.offers || [])[0];
   if (held) showOffer(held);
   else if (offerFor && snapshot.busy !== "offer") hideOffer();
