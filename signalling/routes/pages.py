@@ -2,7 +2,8 @@
 and the front-end packages from npm under `/vendor/`.
 
 Every page is static HTML whose scripts are JavaScript modules from `/static/js/` (the CSP allows no inline script or
-style), after one small classic script, `early.js`, that holds a form submitted before the module is ready. Pages hold no data: everything comes from the REST API and Socket.IO with the bearer token the page keeps in
+style), after one small classic script, `early.js`, that holds a form submitted before the module is ready. Pages
+hold no data: everything comes from the REST API and Socket.IO with the bearer token the page keeps in
 sessionStorage. `GET /` (the sign-in page) is added by the app factory.
 """
 
