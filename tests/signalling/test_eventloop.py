@@ -129,4 +129,3 @@ async def test_the_gc_hook_comes_off_when_the_app_stops(make_settings: Callable[
 def test_collector_and_diagnosis_settings_are_checked(make_settings: Callable[..., Settings], bad: dict[str, Any]) -> None:
     with pytest.raises(ConfigError):
         make_settings(**bad)
-

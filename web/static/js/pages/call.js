@@ -160,7 +160,7 @@ async function joinWith(stream) {
     await peer.reset();
   }
   if (ack.peer_present) {
-    banner(role === "therapist" ? "The client is joining…" : "Your therapist is joining…", "green");
+    showPeerJoining({ rejoined: false });
     peer.start();
   } else if (joinedMeanwhile) {
     // they joined just after us and will make the offer: the fresh connection above waits for it
